@@ -1,0 +1,41 @@
+"""Where each DID goes: the numbering view shared by the CLI, the PBX data and the load tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import Estate
+
+
+@dataclass(frozen=True)
+class Did:
+    number: str
+    trunks: tuple[str, ...]
+    porting: str
+    destination: str  # 'group:<id>' or 'unassigned'
+    published_as: str | None  # 'representative', 'department:<id>'
+
+
+def destinations(estate: Estate) -> list[Did]:
+    group_for = {g.answers: g.id for g in estate.hunt_groups if g.answers}
+    published: dict[str, str] = {n: "representative" for n in estate.municipality.representative_numbers}
+    for dept in estate.departments:
+        published.update({n: dept.id for n in dept.numbers})
+    carried: dict[str, list[tuple[str, str]]] = {}
+    for trunk in estate.trunks:
+        for rng in trunk.did_ranges:
+            for number in rng.numbers():
+                carried.setdefault(number, []).append((trunk.id, rng.porting_of(number).value))
+    out = []
+    for number in sorted(carried):
+        owner = published.get(number)
+        group = group_for.get(owner) if owner else None
+        on = carried[number]
+        out.append(Did(
+            number=number,
+            trunks=tuple(t for t, _ in on),
+            porting="/".join(dict.fromkeys(p for _, p in on)),
+            destination=f"group:{group}" if group else "unassigned",
+            published_as=None if owner is None else owner if owner == "representative" else f"department:{owner}",
+        ))
+    return out
