@@ -48,7 +48,9 @@ def _checks_on_valid_entries(data: dict, exc: ValidationError, source: SourceMap
         entries = data.get(section) or []
         renumber[section] = [i for i in range(len(entries)) if i not in indexes]
         kept[section] = [entries[i] for i in renumber[section]]
-        missing_ids |= {e.get("id") for i, e in enumerate(entries) if i in indexes and isinstance(e, dict)}
+        # A dropped group's 'answers' counts as missing too, so its numbers are not "unanswered".
+        missing_ids |= {e.get(key) for i, e in enumerate(entries) if i in indexes and isinstance(e, dict)
+                        for key in ("id", "answers")}
     try:
         estate = Estate.model_validate(kept)
     except ValidationError:
