@@ -80,3 +80,12 @@ def test_cli_plan_and_numbering():
     assert "0736772530  department:shimin" in out.stdout
     assert "0736772599" not in out.stdout
     assert "0736772599" in run_cli("numbering", "--all", str(TINY)).stdout
+
+
+def test_caller_id_entitlements():
+    from tsunagu.numbering import presentable_numbers
+
+    estate = load_estate(TINY)
+    assert presentable_numbers(estate, "s4") == ["0736772530"]
+    assert presentable_numbers(estate, "op1") == ["0736772520", "0736772511", "0736772599"]  # operator in 総務課
+    assert presentable_numbers(estate, "s2") == ["0736772520", "0736772511", "0736772599"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import numbers
 from .model import Estate
 
 
@@ -39,3 +40,27 @@ def destinations(estate: Estate) -> list[Did]:
             published_as=None if owner is None else owner if owner == "representative" else f"department:{owner}",
         ))
     return out
+
+
+def presentable_numbers(estate: Estate, staff_id: str) -> list[str]:
+    """The numbers a person may present on outbound calls, default first.
+
+    The handset's own mobile number is never among them: outbound calls show the
+    representative or a department number (Sagamihara's requirement).
+    """
+    person = estate.person(staff_id)
+    department = estate.department(person.department)
+
+    def expand(choice: str) -> list[str]:
+        if choice == "representative":
+            return list(estate.municipality.representative_numbers)
+        if choice == "department":
+            return list(department.numbers) or list(estate.municipality.representative_numbers)
+        return [numbers.normalise(choice)]
+
+    chosen = expand(estate.caller_id.default)
+    for rule in estate.caller_id.rules:
+        if rule.role == person.role or rule.department == person.department:
+            for choice in rule.may_present:
+                chosen += expand(choice)
+    return list(dict.fromkeys(chosen))
