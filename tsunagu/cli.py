@@ -16,6 +16,7 @@ DEFAULT_ESTATE = EXAMPLES / "small-city.yaml"
 # (module, function that adds the sub-command's parser). Each module owns its command.
 _COMMANDS = [
     ("tsunagu.cli", "_add_estate_commands"),
+    ("tsunagu.lab", "add_command"),
 ]
 
 EXIT_INVALID = 2
