@@ -17,6 +17,7 @@ DEFAULT_ESTATE = EXAMPLES / "small-city.yaml"
 _COMMANDS = [
     ("tsunagu.cli", "_add_estate_commands"),
     ("tsunagu.lab", "add_command"),
+    ("tsunagu.generate", "add_command"),
 ]
 
 EXIT_INVALID = 2
