@@ -257,13 +257,26 @@ def ensure_lab_routes_only(ipr, ns: str, pool: ipaddress.IPv4Network) -> list[st
         net = ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)
         if r["dst_len"] > 0 and net.subnet_of(pool):
             continue
-        ipr.route("del", dst=str(net), table=RT_TABLE_MAIN)
+        _delete_route(ipr, r, socket.AF_INET)
         changes.append(f"{ns}: removed route {net}")
-    for r in ipr.route("dump", family=socket.AF_INET6):
-        if r["dst_len"] == 0 and r.get_attr("RTA_TABLE") == RT_TABLE_MAIN and r["type"] == 1:
-            ipr.route("del", family=socket.AF_INET6, dst="::/0", table=RT_TABLE_MAIN)
+    for r in ipr.route("dump", family=socket.AF_INET6, table=RT_TABLE_MAIN):
+        if r["dst_len"] == 0:
+            _delete_route(ipr, r, socket.AF_INET6)
             changes.append(f"{ns}: removed IPv6 default route")
     return changes
+
+
+def _delete_route(ipr, r, family: int) -> None:
+    # The kernel finds a route to delete only by its full key: pyroute2 would otherwise
+    # send scope "universe" and miss link-scope routes such as `default dev X`.
+    spec = {"family": family, "table": RT_TABLE_MAIN, "dst_len": r["dst_len"], "tos": r["tos"],
+            "scope": r["scope"]}
+    for attr, key in (("RTA_DST", "dst"), ("RTA_OIF", "oif"), ("RTA_GATEWAY", "gateway"),
+                      ("RTA_PRIORITY", "priority")):
+        value = r.get_attr(attr)
+        if value is not None:
+            spec[key] = value
+    ipr.route("del", **spec)
 
 
 def routes(ipr) -> list[str]:
