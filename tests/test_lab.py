@@ -160,7 +160,7 @@ def test_up_builds_every_namespace(built):
 @pytest.mark.lab
 def test_root_namespace_untouched_by_up(built):
     assert built.root_after_up == built.root_before
-    links, addrs, routes, _ = built.root_after_up
+    _, addrs, routes, _ = built.root_after_up
     assert not any("10.252." in line for line in addrs + routes)
 
 

@@ -42,8 +42,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .plan import CARRIER_HOST, Plan, plan as make_plan
 from .model import Service
+from .plan import CARRIER_HOST, Plan
+from .plan import plan as make_plan
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PREFIX = "tsu-"
@@ -128,7 +129,7 @@ def etc_files(plan: Plan, host_name: str) -> dict[str, str]:
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     hosts += [f"{h.address}\t{h.name}.{plan.domain} {h.name}" for h in plan.hosts]
     dns = [h.address for h in plan.running(Service.DNS)]
-    resolv = [f"# the estate's own DNS servers; the lab has no way to any other",
+    resolv = ["# the estate's own DNS servers; the lab has no way to any other",
               f"search {plan.domain}"]
     resolv += [f"nameserver {a}" for a in dns] or ["nameserver 127.0.0.1"]
     resolv.append("options timeout:1 attempts:2")
