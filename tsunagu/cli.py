@@ -16,8 +16,10 @@ DEFAULT_ESTATE = EXAMPLES / "small-city.yaml"
 # (module, function that adds the sub-command's parser). Each module owns its command.
 _COMMANDS = [
     ("tsunagu.cli", "_add_estate_commands"),
+    ("tsunagu.stack_inventory", "add_command"),
     ("tsunagu.lab", "add_command"),
     ("tsunagu.generate", "add_command"),
+    ("tsunagu.phonebook", "add_command"),
 ]
 
 EXIT_INVALID = 2
