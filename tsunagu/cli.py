@@ -19,6 +19,7 @@ _COMMANDS = [
     ("tsunagu.stack_inventory", "add_command"),
     ("tsunagu.lab", "add_command"),
     ("tsunagu.generate", "add_command"),
+    ("tsunagu.phonebook", "add_command"),
 ]
 
 EXIT_INVALID = 2

@@ -123,8 +123,8 @@ WARD_DEPARTMENTS = (
 )
 
 # A branch office or community centre is one department named after its site.
-BRANCH_DEPARTMENT = DepartmentKind("branch", "支所", 3, 0.6, "simultaneous")
-COMMUNITY_CENTRE_DEPARTMENT = DepartmentKind("centre", "公民館", 1, 0.4, "simultaneous")
+BRANCH_DEPARTMENT = DepartmentKind("branch", "支所", 1, 0.6, "simultaneous")
+COMMUNITY_CENTRE_DEPARTMENT = DepartmentKind("centre", "公民館", 0.3, 0.4, "simultaneous")
 
 # (kanji, romaji) of fictional neighbourhoods that branch sites are named after.
 PLACES = (
