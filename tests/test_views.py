@@ -89,3 +89,36 @@ def test_caller_id_entitlements():
     assert presentable_numbers(estate, "s4") == ["0736772530"]
     assert presentable_numbers(estate, "op1") == ["0736772520", "0736772511", "0736772599"]  # operator in 総務課
     assert presentable_numbers(estate, "s2") == ["0736772520", "0736772511", "0736772599"]
+
+
+def test_secrets_are_generated_once_and_private(tmp_path):
+    from tsunagu.secrets import ensure_secrets, secrets_file
+
+    estate = load_estate(TINY)
+    first = ensure_secrets(estate, tmp_path)
+    path = secrets_file(estate, tmp_path)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert set(first["handsets"]) == {p.extension for p in estate.staff}
+    assert ensure_secrets(estate, tmp_path) == first
+    assert len(set(first["handsets"].values())) == len(estate.staff)
+
+
+def test_pbx_routing_rows_follow_the_estate():
+    from datetime import date
+
+    from tsunagu.pbxdata import TABLES, data_digest, data_sql, rows, schema_sql
+
+    estate = load_estate(TINY)
+    data = rows(estate, date(2026, 11, 22))
+    assert set(data) == set(TABLES)
+    assert all(len(r) == len(TABLES[t]) for t, rs in data.items() for r in rs)
+    members = [(g, pos, ext) for g, pos, ext, _, _ in data["tsunagu_hunt_member"] if g == "soumu"]
+    assert members == [("soumu", 1, "2002"), ("soumu", 2, "2003")]
+    assert ("soumu", 1, "group", "shimin") in data["tsunagu_overflow"]
+    assert ("default", "2026-05-06", "national holiday (振替休日)") in data["tsunagu_closed_day"]
+    passwords = {p.extension: "pw\t" + p.id for p in estate.staff}
+    sql = data_sql(estate, passwords, date(2026, 11, 22))
+    assert sql == data_sql(estate, passwords, date(2026, 11, 22))
+    assert "2002\tshiken.tsunagu.test\tpw\\ts2\n" in sql
+    assert len(data_digest(sql)) == 64
+    assert schema_sql().count("CREATE TABLE IF NOT EXISTS") == len(TABLES) + 1

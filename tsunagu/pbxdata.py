@@ -1,0 +1,151 @@
+"""The routing data the PBX reads, derived from the estate: one SQL file Ansible loads.
+
+Kamailio's routing logic stays static; everything that differs between cities
+(subscribers, hunt groups and their members, DIDs, opening hours, holidays,
+caller-ID entitlements) is a row here. The table definitions and the rows come
+from the same lists below, so the schema and the data cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+from .calendar import closed_dates
+from .model import Estate, Service
+from .numbering import destinations, presentable_numbers
+
+# table -> [(column, SQL type)]; every table is replaced as a whole on each load.
+TABLES: dict[str, list[tuple[str, str]]] = {
+    "tsunagu_staff": [("extension", "text primary key"), ("staff_id", "text not null"),
+                      ("name", "text not null"), ("department", "text not null"),
+                      ("site", "text not null"), ("role", "text not null"), ("device", "text not null"),
+                      ("takes_phone_home", "boolean not null")],
+    "tsunagu_hunt_group": [("id", "text primary key"), ("name", "text not null"),
+                           ("strategy", "text not null"), ("pilot_extension", "text"),
+                           ("ring_limit_seconds", "integer not null"),
+                           ("default_ring_seconds", "integer not null"), ("skip_busy", "boolean not null"),
+                           ("schedule", "text not null"), ("after_hours_action", "text not null"),
+                           ("after_hours_parameter", "text"), ("recording", "text not null"),
+                           ("cdr_retention_years", "integer not null"),
+                           ("answer_rate_target", "double precision not null")],
+    "tsunagu_hunt_member": [("group_id", "text not null"), ("position", "integer not null"),
+                            ("extension", "text not null"), ("tier", "integer not null"),
+                            ("ring_seconds", "integer not null")],
+    "tsunagu_overflow": [("group_id", "text not null"), ("step", "integer not null"),
+                         ("kind", "text not null"), ("target", "text")],
+    "tsunagu_did": [("number", "text primary key"), ("e164", "text not null"),
+                    ("group_id", "text"), ("published_as", "text"), ("trunks", "text not null"),
+                    ("porting", "text not null")],
+    "tsunagu_hours": [("schedule", "text not null"), ("weekday", "integer not null"),
+                      ("opens", "time not null"), ("closes", "time not null")],
+    "tsunagu_closed_day": [("schedule", "text not null"), ("day", "date not null"),
+                           ("reason", "text not null")],
+    "tsunagu_caller_id": [("extension", "text not null"), ("number", "text not null"),
+                          ("is_default", "boolean not null")],
+    "tsunagu_trunk": [("id", "text primary key"), ("carrier", "text not null"), ("site", "text not null"),
+                      ("role", "text not null"), ("channels", "integer not null")],
+    "tsunagu_pbx_node": [("site", "text primary key"), ("position", "integer not null")],
+}
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def rows(estate: Estate, today: date | None = None) -> dict[str, list[tuple]]:
+    today = today or date.today()
+    out: dict[str, list[tuple]] = {name: [] for name in TABLES}
+    for p in estate.staff:
+        out["tsunagu_staff"].append((p.extension, p.id, p.name, p.department, estate.site_of(p),
+                                     p.role.value, p.device.value, p.takes_phone_home))
+        numbers = presentable_numbers(estate, p.id)
+        out["tsunagu_caller_id"] += [(p.extension, n, i == 0) for i, n in enumerate(numbers)]
+    for g in estate.hunt_groups:
+        after = g.after_hours
+        parameter = after.announcement or (str(after.reject) if after.reject else None)
+        out["tsunagu_hunt_group"].append((
+            g.id, g.name, g.strategy.value, g.pilot_extension, g.ring_limit_seconds,
+            g.default_ring_seconds, g.skip_busy, g.schedule, after.action.value, parameter,
+            estate.recording_of(g).value, estate.retention_of(g), g.answer_rate_target))
+        members = sorted(enumerate(g.members), key=lambda im: (im[1].order or im[0] + 1, im[0]))
+        for position, (_, m) in enumerate(members, start=1):
+            out["tsunagu_hunt_member"].append((g.id, position, estate.person(m.staff).extension,
+                                               m.tier or 1, m.ring_seconds or g.default_ring_seconds))
+        for step, o in enumerate(g.overflow, start=1):
+            target = o.group or o.announcement or (str(o.reject) if o.reject else None)
+            out["tsunagu_overflow"].append((g.id, step, o.kind, target))
+    for d in destinations(estate):
+        group = d.destination.removeprefix("group:") if d.destination.startswith("group:") else None
+        out["tsunagu_did"].append((d.number, "+81" + d.number[1:], group, d.published_as,
+                                   ",".join(d.trunks), d.porting))
+    for name, schedule in estate.schedules.items():
+        for weekday, day in enumerate(_WEEKDAYS):
+            if hours := schedule.hours.get(day):
+                out["tsunagu_hours"].append((name, weekday, hours[0].isoformat(), hours[1].isoformat()))
+        for year in (today.year, today.year + 1):
+            out["tsunagu_closed_day"] += [(name, d.isoformat(), why) for d, why in closed_dates(schedule, year)]
+    for t in estate.trunks:
+        out["tsunagu_trunk"].append((t.id, t.carrier, t.site, t.role, t.channels))
+    for position, site in enumerate(estate.placement.sites_for(Service.PBX), start=1):
+        out["tsunagu_pbx_node"].append((site, position))
+    return out
+
+
+def subscriber_rows(estate: Estate, handset_passwords: dict[str, str]) -> list[tuple]:
+    """Kamailio's own `subscriber` table (auth_db): one row per handset."""
+    domain = estate.municipality.sip_domain
+    return [(p.extension, domain, handset_passwords[p.extension]) for p in estate.staff]
+
+
+def schema_sql() -> str:
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {table} (\n    "
+        + ",\n    ".join(f"{col} {kind}" for col, kind in columns) + "\n);"
+        for table, columns in TABLES.items()
+    ]
+    statements.append("CREATE TABLE IF NOT EXISTS tsunagu_meta (key text primary key, value text not null);")
+    return "\n".join(statements) + "\n"
+
+
+def data_sql(estate: Estate, handset_passwords: dict[str, str], today: date | None = None) -> str:
+    """One transaction that replaces every routing table and the subscribers, then records
+    the data's digest so a re-run with the same estate can be recognised as no change."""
+    body = []
+    for table, table_rows in rows(estate, today).items():
+        columns = ", ".join(c for c, _ in TABLES[table])
+        body.append(f"TRUNCATE {table};")
+        body.append(_copy(table, columns, table_rows))
+    subscribers = subscriber_rows(estate, handset_passwords)
+    body.append(f"DELETE FROM subscriber WHERE domain = {_literal(estate.municipality.sip_domain)};")
+    body.append(_copy("subscriber", "username, domain, password", subscribers))
+    text = "\n".join(body)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return (
+        "BEGIN;\n" + text
+        + f"\nINSERT INTO tsunagu_meta VALUES ('data_digest', '{digest}')"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value;\nCOMMIT;\n"
+    )
+
+
+def data_digest(sql: str) -> str:
+    """The digest a loaded database records (see data_sql), read back from the SQL text."""
+    marker = "VALUES ('data_digest', '"
+    start = sql.index(marker) + len(marker)
+    return sql[start:start + 64]
+
+
+def _copy(table: str, columns: str, table_rows: list[tuple]) -> str:
+    lines = ["\t".join(_copy_value(v) for v in row) for row in table_rows]
+    return f"COPY {table} ({columns}) FROM STDIN;\n" + "".join(line + "\n" for line in lines) + "\\."
+
+
+def _copy_value(value) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
