@@ -318,21 +318,30 @@ def _schedule(dept: _Dept) -> str | None:
     return None
 
 
+_SEQUENTIAL_RING_SECONDS = 15
+
+
 def _members(p: Profile, dept: _Dept, strategy: Strategy, home: bool) -> list[dict]:
     workers = [e for e in dept.people if "role" not in e]
     manager = next(e for e in dept.people if e.get("role") == Role.MANAGER.value)
     pool, spare = (dept.islands, workers) if p.islands_answer else (workers, dept.islands)
     answerers = pool + spare
+
+    def first(n: int) -> list[dict]:
+        # Where the operator transfers to island phones, every island must ring.
+        return answerers[:max(n, len(pool) if p.islands_answer else 0)]
+
     if strategy is Strategy.SEQUENTIAL:  # first priority, second priority, ... then the manager
-        chain = answerers[:3] + [manager]
-        return [{"staff": e["id"], "order": i, "ring_seconds": 15} for i, e in enumerate(chain, 1)]
+        chain = first(3) + [manager]
+        return [{"staff": e["id"], "order": i, "ring_seconds": _SEQUENTIAL_RING_SECONDS}
+                for i, e in enumerate(chain, 1)]
     if strategy is Strategy.TIERED:
-        first = pool[:6] or spare[:2]
-        second = [e for e in spare[:4] if e not in first]
-        tiers = [(e, 1) for e in first] + [(e, 2) for e in second] + [(manager, 3)]
+        front = (pool if p.islands_answer else pool[:6]) or spare[:2]
+        second = [e for e in spare[:4] if e not in front]
+        tiers = [(e, 1) for e in front] + [(e, 2) for e in second] + [(manager, 3)]
         return [{"staff": e["id"], "tier": t} for e, t in tiers]
     size = {Strategy.SIMULTANEOUS: 8, Strategy.ROTATION: 8, Strategy.LONGEST_IDLE: 15}[strategy]
-    ringing = answerers[:size]
+    ringing = first(size)
     if home or strategy is Strategy.SIMULTANEOUS:
         ringing.append(manager)
     return [{"staff": e["id"]} for e in ringing]
@@ -360,9 +369,11 @@ def _department_group(p: Profile, rng: random.Random, dept: _Dept, pilot: str) -
     after = _after_hours(p, dept)
     home = after["action"] == AfterHoursAction.RING_HOME_PHONES.value
     limit, default_ring = _RING[strategy]
+    members = _members(p, dept, strategy, home)
+    if strategy is Strategy.SEQUENTIAL:  # long enough for every member's turn, then overflow
+        limit = max(limit, _SEQUENTIAL_RING_SECONDS * len(members))
     group = {"id": dept.id, "name": dept.name, "answers": dept.id, "pilot_extension": _quoted(pilot),
-             "strategy": strategy.value, "members": _members(p, dept, strategy, home),
-             "ring_limit_seconds": limit}
+             "strategy": strategy.value, "members": members, "ring_limit_seconds": limit}
     if default_ring:
         group["default_ring_seconds"] = default_ring
     group["overflow"] = _overflow_target(dept)
