@@ -145,7 +145,7 @@ def _departments(p: Profile, sites: list[_Site]) -> list[_Dept]:
     hall_count = max(6, min(len(names.CITY_HALL_DEPARTMENTS), p.staff // 28))
     hall = sites[0]
     depts = [_Dept(k.id, k.name, hall, k) for k in names.CITY_HALL_DEPARTMENTS[:hall_count]]
-    wards = dict((en, ja) for ja, en in p.wards)
+    wards = {en: ja for ja, en in p.wards}
     for site in sites[1:]:
         if site.kind is SiteKind.WARD_OFFICE:
             ward = site.id.removeprefix("ward-")
