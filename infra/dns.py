@@ -9,8 +9,6 @@ resolver in each region where the placement puts DNS, at fixed addresses.
 
 from __future__ import annotations
 
-from itertools import groupby
-
 import pulumi
 import pulumi_aws as aws
 
@@ -37,9 +35,10 @@ def resolver_addresses(layout: Layout, settings: Settings, region: str) -> list[
 
 def srv_record_sets(layout: Layout) -> dict[str, list[str]]:
     """Route 53 SRV record sets: name -> 'priority weight port target' values."""
-    rows = layout.plan.srv_records()
-    return {name.rstrip("."): [f"{p} {w} {port} {target}" for _, p, w, port, target in group]
-            for name, group in groupby(rows, key=lambda row: row[0])}
+    sets: dict[str, list[str]] = {}
+    for name, priority, weight, port, target in layout.plan.srv_records():
+        sets.setdefault(name.rstrip("."), []).append(f"{priority} {weight} {port} {target}")
+    return sets
 
 
 class ServiceDiscovery(pulumi.ComponentResource):

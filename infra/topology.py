@@ -128,8 +128,8 @@ def layout(estate: Estate, plan: Plan, settings: Settings) -> Layout:
         region = region_of(zone)
         cloud_regions.add(region)
         services = _on_instance(host, settings)
-        if not services or region not in settings.regions:
-            continue  # e.g. a site whose only services became managed data stores
+        if not services or zone not in _configured_zones(settings, region):
+            continue  # a site whose services all became managed, or a zone already reported above
         index = per_zone.get(zone, 0)
         per_zone[zone] = index + 1
         hosts.append(CloudHost(host.name, host.site, region, zone, services,
@@ -186,6 +186,10 @@ def _planned(plan: Plan, site: str) -> tuple[Service, ...]:
 
 def _known(estate: Estate, site_id: str) -> bool:
     return any(s.id == site_id for s in estate.sites)
+
+
+def _configured_zones(settings: Settings, region: str) -> list[str]:
+    return settings.regions[region].zones if region in settings.regions else []
 
 
 def _address(settings: Settings, region: str, zone: str, index: int) -> str:
