@@ -15,7 +15,8 @@ import yaml
 from .model import Service
 from .plan import CARRIER_HOST, Plan
 
-GROUPS = [s.value for s in Service] + [CARRIER_HOST]
+# 'consensus' holds the etcd members and Redis Sentinels (see Plan.consensus).
+GROUPS = [s.value for s in Service] + ["consensus", CARRIER_HOST]
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,22 @@ def render(hosts: list[InventoryHost], trunks: list[InventoryTrunk], *, domain: 
 
 def from_plan(plan: Plan, estate_file: str, run_dir: str) -> dict:
     """The lab's inventory: each namespace is a host, entered by the netns connection plugin."""
+    voters = {h.name for h in plan.consensus()}
     hosts = [
         InventoryHost(
             name=h.name,
             address=str(h.address),
-            groups=tuple(s.value for s in h.services) + ((CARRIER_HOST,) if h.name == CARRIER_HOST else ()),
+            groups=tuple(s.value for s in h.services) + (("consensus",) if h.name in voters else ())
+            + ((CARRIER_HOST,) if h.name == CARRIER_HOST else ()),
             site=h.site,
-            connection={"ansible_connection": "tsunagu_netns", "tsunagu_netns": h.namespace,
-                        "tsunagu_run_dir": run_dir},
+            connection={
+                "ansible_connection": "tsunagu_netns",
+                "tsunagu_netns": h.namespace,
+                "tsunagu_run_dir": run_dir,
+                # Lab hosts share one filesystem, so each keeps its files under its own root.
+                "tsunagu_root": f"{run_dir}/hosts/{h.name}",
+                "ansible_python_interpreter": "/usr/bin/python3",
+            },
         )
         for h in plan.hosts
     ]

@@ -58,6 +58,17 @@ class Plan:
     def running(self, service: Service) -> list[Host]:
         return [h for h in self.hosts if service in h.services]
 
+    def consensus(self) -> list[Host]:
+        """Three voters for etcd and Redis Sentinel: the PostgreSQL sites plus a witness.
+
+        Two data sites cannot outvote each other when the link between them breaks,
+        so a third site (a PBX or DNS site first, else the site with the most staff)
+        holds the deciding vote."""
+        voters = self.running(Service.POSTGRESQL)
+        others = [h for h in self.hosts if h not in voters and h.name != CARRIER_HOST]
+        others.sort(key=lambda h: (not h.services, -h.handsets))
+        return (voters + others)[: max(3, len(voters) | 1)]
+
     def srv_records(self) -> list[tuple[str, int, int, int, str]]:
         """(name, priority, weight, port, target): RFC 3263 lookup of the SIP domain."""
         out = []
