@@ -151,3 +151,14 @@ def test_syntax_error_names_its_line(write_estate):
 def test_missing_file_is_a_problem_not_a_traceback(tmp_path):
     path = tmp_path / "nowhere.yaml"
     assert problems_of(path) == [f"{path}:1: (file): cannot read: No such file or directory"]
+
+
+def test_two_sites_cannot_hold_a_quorum(tiny_text, write_estate):
+    start = tiny_text.index("  - id: hall")
+    end = tiny_text.index("placement:")
+    text = tiny_text[:start] + tiny_text[end:]
+    text = text.replace("site: hall", "site: dc-east")
+    path = write_estate(text)
+    assert problems_of(path) == [
+        f"{path}:16: sites: HA needs at least three sites: two for the data stores and a witness "
+        "that breaks ties for etcd and Redis Sentinel"]
