@@ -70,9 +70,9 @@ class DataStores(pulumi.ComponentResource):
     def _postgresql(self, region, site, settings, network, groups, opts, primary):
         subnets = aws.rds.SubnetGroup(f"{region}-postgresql", description="Tsunagu PostgreSQL",
                                       subnet_ids=[s.id for s in network.private_subnets.values()], opts=opts)
-        common = dict(instance_class=settings.db_instance_class, db_subnet_group_name=subnets.name,
-                      vpc_security_group_ids=groups.ids(group_name(region, "postgresql")),
-                      publicly_accessible=False, storage_encrypted=True, opts=opts)
+        common = {"instance_class": settings.db_instance_class, "db_subnet_group_name": subnets.name,
+                      "vpc_security_group_ids": groups.ids(group_name(region, "postgresql")),
+                      "publicly_accessible": False, "storage_encrypted": True, "opts": opts}
         if primary is None:
             instance = aws.rds.Instance(
                 f"{region}-postgresql", engine="postgres", engine_version=POSTGRESQL_ENGINE_VERSION,

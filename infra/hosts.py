@@ -24,7 +24,7 @@ class SiteHost(pulumi.ComponentResource):
                  settings: Settings, opts: pulumi.ResourceOptions):
         super().__init__("tsunagu:infra:SiteHost", host.name, None, opts)
         self.host = host
-        roles = [HOST] + [s.value for s in host.services]
+        roles = [HOST] + host.groups
         self.instance = aws.ec2.Instance(
             host.name,
             ami=ami,
@@ -37,8 +37,7 @@ class SiteHost(pulumi.ComponentResource):
             key_name=settings.key_name,
             metadata_options={"http_tokens": "required"},
             root_block_device={"encrypted": True, "volume_size": ROOT_VOLUME_GB, "volume_type": "gp3"},
-            tags={"Name": host.name, "tsunagu-site": host.site,
-                  "tsunagu-services": " ".join(s.value for s in host.services)},
+            tags={"Name": host.name, "tsunagu-site": host.site or "", "tsunagu-groups": " ".join(host.groups)},
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"private_ip": self.instance.private_ip})
 

@@ -80,7 +80,7 @@ def build(settings: Settings) -> dict:
     recordings = RecordingStore(estate, in_region(layout.regions[0]))
 
     inventory_hosts = [
-        {"name": h.name, "address": h.address, "groups": [s.value for s in h.services], "site": h.site,
+        {"name": h.name, "address": h.address, "groups": h.groups, "site": h.site,
          "connection": {"ansible_user": ADMIN_USER}}
         for h in layout.hosts
     ] + [

@@ -21,12 +21,14 @@ from tsunagu.model import Service
 from . import policy
 from .policy import Rule
 from .settings import Settings
-from .topology import MANAGED, Layout
+from .topology import CONSENSUS, MANAGED, Layout
 
 SIP = [("udp", 5060, 5060), ("tcp", 5060, 5060), ("tcp", 5061, 5061)]  # 5061: SIP over TLS
 RTPENGINE_CONTROL = ("udp", 2223, 2223)  # rtpengine's ng protocol, driven by Kamailio
 REDIS = [("tcp", 6379, 6379), ("tcp", 26379, 26379)]  # server and sentinel
 POSTGRESQL = [("tcp", 5432, 5432)]
+ETCD = [("tcp", 2379, 2380)]  # client and peer
+SENTINEL = [("tcp", 26379, 26379)]
 SSH = ("tcp", 22, 22)
 DNS = [("udp", 53, 53), ("tcp", 53, 53)]
 HOST = "host"  # the group every instance carries: management in, estate networks out
@@ -45,7 +47,8 @@ def roles_in(layout: Layout, region: str) -> list[str]:
     present |= {s for s in MANAGED if region in layout.managed.get(s, {})}
     if layout.resolver_zones(region):
         present.add(Service.DNS)
-    return [HOST] + [s.value for s in Service if s in present]
+    voters = [CONSENSUS] if any(h.consensus for h in layout.in_region(region)) else []
+    return [HOST] + [s.value for s in Service if s in present] + voters
 
 
 def region_rules(layout: Layout, settings: Settings, region: str) -> list[Rule]:
@@ -65,8 +68,10 @@ def region_rules(layout: Layout, settings: Settings, region: str) -> list[Rule]:
             rules.extend(Rule(group, "ingress", protocol, first, last, peer_group=group_name(region, g),
                               description=why) for g in groups if g in roles)
 
-    def remote(service: Service) -> list[str]:
-        return [f"{h.address}/32" for h in layout.hosts if h.region != region and h.runs(service)]
+    def remote(service: Service | None) -> list[str]:
+        """Peers in other regions, by address; None stands for the consensus voters."""
+        return [f"{h.address}/32" for h in layout.hosts if h.region != region
+                and (h.consensus if service is None else h.runs(service))]
 
     remote_pbx = remote(Service.PBX)
     rtp = [("udp", settings.rtp_ports.first, settings.rtp_ports.last)]
@@ -81,6 +86,8 @@ def region_rules(layout: Layout, settings: Settings, region: str) -> list[Rule]:
     allow("postgresql", POSTGRESQL, groups=["pbx"], cidrs=remote_pbx, why="PostgreSQL from PBX nodes")
     allow("postgresql", POSTGRESQL, groups=["postgresql"], cidrs=remote(Service.POSTGRESQL),
           why="PostgreSQL replication")
+    allow(CONSENSUS, ETCD + SENTINEL, groups=[CONSENSUS], cidrs=remote(None), why="etcd and Sentinel voters")
+    allow(CONSENSUS, SENTINEL, groups=["pbx"], cidrs=remote_pbx, why="Sentinel asked by PBX nodes")
     for role in roles:
         for cidr in own_networks + (settings.egress_ranges if role == HOST else []):
             rules.append(Rule(group_name(region, role), "egress", "-1", 0, 65535, cidr=cidr,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tsunagu.model import Estate, Service
 from tsunagu.plan import CARRIER_HOST, Host, Plan
@@ -27,6 +27,8 @@ from .settings import Settings
 MANAGED = (Service.REDIS, Service.POSTGRESQL)
 # The cloud's DNS is Route 53; hosts do not run a DNS server there.
 CLOUD_PROVIDED = (Service.DNS,)
+CONSENSUS = "consensus"
+WITNESS = "witness"
 FIRST_HOST_OFFSET = 10  # host addresses in a subnet start at .10, clear of AWS's reserved five
 RESOLVER_OFFSET = 5  # Route 53 inbound resolver addresses: .5 and up, below the hosts
 
@@ -38,11 +40,17 @@ class PlacementError(ValueError):
 @dataclass(frozen=True)
 class CloudHost:
     name: str
-    site: str
+    site: str | None  # None for a consensus witness, which stands for no site
     region: str
     zone: str
     services: tuple[Service, ...]  # what runs on the instance itself
     address: str  # fixed private address, so DNS and peer rules are known before creation
+    consensus: bool = False  # an etcd member and Redis Sentinel (Plan.consensus)
+
+    @property
+    def groups(self) -> list[str]:
+        """Its inventory groups, as the lab names them."""
+        return [s.value for s in self.services] + ([CONSENSUS] if self.consensus else [])
 
     def runs(self, service: Service) -> bool:
         return service in self.services
@@ -159,6 +167,9 @@ def layout(estate: Estate, plan: Plan, settings: Settings) -> Layout:
         if trunk.id not in settings.carriers:
             problems.append(f"trunk {trunk.id} needs tsunagu:carriers.{trunk.id}.signalling")
 
+    if not settings.managed_data_stores and not problems:
+        hosts = _with_consensus(plan, hosts, settings, zone_of, per_zone)
+
     if problems:
         raise PlacementError("the estate does not fit this stack:\n  " + "\n  ".join(problems))
 
@@ -173,6 +184,32 @@ def layout(estate: Estate, plan: Plan, settings: Settings) -> Layout:
                 placed.setdefault(region_of(zone_of[site_id]), []).append(site_id)
             managed[service] = placed
     return Layout(plan, regions, zones, tuple(hosts), tuple(on_prem), trunk_hosts, managed, zone_of)
+
+
+def _with_consensus(plan: Plan, hosts: list[CloudHost], settings: Settings, zone_of: dict[str, str],
+                    per_zone: dict[str, int]) -> list[CloudHost]:
+    """Mark the plan's voters; a voter on the city's premises becomes a small witness instance.
+
+    The lab's witness is often a city-hall namespace with no services. Pulumi cannot
+    build at the city hall, and a vote that depends on the city's own WAN would defeat
+    its purpose, so the witness goes to a zone no other voter uses, in the primary
+    region first. Managed data stores fail over by themselves and need no voters.
+    """
+    voters = [h.name for h in plan.consensus()]
+    out = [replace(h, consensus=h.name in voters) for h in hosts]
+    taken = {h.zone for h in out if h.consensus}
+    primary = region_of(zone_of[plan.running(Service.PBX)[0].site])
+    candidates = [(r, z) for r in sorted(settings.regions, key=lambda r: r != primary)
+                  for z in settings.regions[r].zones]
+    names = {h.name for h in out}
+    for n, voter in enumerate(v for v in voters if v not in names):
+        region, zone = next(((r, z) for r, z in candidates if z not in taken), candidates[-1])
+        taken.add(zone)
+        index = per_zone.get(zone, 0)
+        per_zone[zone] = index + 1
+        name = WITNESS if n == 0 else f"{WITNESS}-{n + 1}"
+        out.append(CloudHost(name, None, region, zone, (), _address(settings, region, zone, index), True))
+    return out
 
 
 def _on_instance(host: Host, settings: Settings) -> tuple[Service, ...]:

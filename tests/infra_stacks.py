@@ -35,5 +35,6 @@ def deployed(stack: str) -> mocked.Run:
     return mocked.run(config(stack), stack=stack)
 
 
+@functools.cache
 def estate_of(stack: str):
     return load_estate(ROOT / config(stack)["estate"])

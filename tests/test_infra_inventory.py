@@ -53,6 +53,13 @@ def test_the_stack_inventory_puts_the_same_hosts_in_the_same_groups_as_the_lab(s
         cloud_members = list(cloud["all"]["children"][group]["hosts"])
         if group in ("dns", "carrier"):
             assert cloud_members == []  # Route 53 and the real carrier: nothing for Ansible to configure
+        elif group == "consensus":
+            # The voters on cloud sites, with witness instances for those on the city's premises.
+            on_cloud = [h for h in members["hosts"] if h in cloud["all"]["hosts"]]
+            if managed:
+                assert cloud_members == []  # RDS and ElastiCache fail over by themselves
+            else:
+                assert cloud_members[: len(on_cloud)] == on_cloud and len(cloud_members) == len(members["hosts"])
         elif managed and group in (Service.REDIS, Service.POSTGRESQL):
             assert all(cloud["all"]["hosts"][h]["tsunagu_managed"] for h in cloud_members)
             assert {cloud["all"]["hosts"][h]["tsunagu_site"] for h in cloud_members} <= set(members["hosts"])

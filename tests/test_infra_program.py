@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from infra.topology import CLOUD_PROVIDED, MANAGED
-from tsunagu.model import Service
 from tsunagu.plan import CARRIER_HOST, plan
 
 from .infra_stacks import STACKS, config, deployed, estate_of
@@ -30,20 +29,32 @@ def instance_services(stack: str, host) -> set[str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_each_planned_host_is_an_instance_in_its_sites_zone(stack):
     run, estate = deployed(stack), estate_of(stack)
+    managed = bool(config(stack).get("managedDataStores"))
+    voters = [] if managed else [h.name for h in plan(estate).consensus()]
     expected = {}
     for host in plan(estate).hosts:
         if host.name != CARRIER_HOST and instance_services(stack, host):
-            expected[host.name] = (zone_of(stack, estate.site(host.site)), instance_services(stack, host))
+            groups = instance_services(stack, host) | ({"consensus"} if host.name in voters else set())
+            expected[host.name] = (zone_of(stack, estate.site(host.site)), groups)
     instances = {r.name: r for r in run.of_type(INSTANCE)}
-    assert set(instances) == set(expected)
-    for name, (zone, services) in expected.items():
+    witnesses = set(instances) - set(expected)
+    assert set(expected) <= set(instances)
+    # A voter the city keeps on its premises is stood in for by a witness instance.
+    assert len(witnesses) == len([v for v in voters if v not in expected])
+    for name, (zone, groups) in expected.items():
         instance = instances[name]
         assert instance.region == zone[:-1]
         assert instance.inputs["availabilityZone"] == zone
         assert instance.inputs["subnetId"] == f"{zone}-private-id"
         assert instance.inputs["privateIp"] == run.outputs["addresses"][name]
-        assert set(instance.inputs["tags"]["tsunagu-services"].split()) == services
+        assert set(instance.inputs["tags"]["tsunagu-groups"].split()) == groups
         assert instance.inputs["rootBlockDevice"]["encrypted"] is True
+    voter_zones = [instances[v].inputs["availabilityZone"] for v in voters if v in instances]
+    for name in witnesses:
+        assert instances[name].inputs["tags"]["tsunagu-groups"] == "consensus"
+        assert instances[name].inputs["availabilityZone"] not in voter_zones[:-1]
+    assert len({instances[n].inputs["availabilityZone"] for n in voters if n in instances}
+               | {instances[w].inputs["availabilityZone"] for w in witnesses}) >= min(3, len(voters))
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -128,7 +139,7 @@ def test_data_stores_have_no_public_address(stack):
         "aws:ec2/networkInterfaceAttachment:NetworkInterfaceAttachment")}
     for instance in run.of_type(INSTANCE):
         assert instance.inputs["associatePublicIpAddress"] is False
-        services = set(instance.inputs["tags"]["tsunagu-services"].split())
+        services = set(instance.inputs["tags"]["tsunagu-groups"].split())
         if services & {"redis", "postgresql"} and "pbx" not in services:
             assert f"{instance.name}-id" not in attached
     assert not any("publicIp" in r.inputs for r in run.of_type(INSTANCE))

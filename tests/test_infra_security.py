@@ -154,3 +154,19 @@ def test_the_large_city_stays_within_the_rule_quota_by_collapsing_site_ranges():
     assert policy.violations(rules, []) == []
     pbx = [r for r in rules if r.group.startswith("ap-northeast-1-pbx-ingress") and r.cidr]
     assert len(pbx) < len(site_lans("large-city-prod")) * len(SIP)
+
+
+@pytest.mark.parametrize("stack", ["tiny", "small-city-prod"])
+def test_etcd_and_sentinel_only_between_voters_and_from_pbx(stack):
+    run = deployed(stack)
+    addresses = run.outputs["addresses"]
+    voters = {f"{addresses[h]}/32" for h in run.outputs["hosts_by_role"]["consensus"] if h in addresses}
+    pbx = {f"{addresses[h]}/32" for h in run.outputs["hosts_by_role"]["pbx"]}
+    for region in run.outputs["regions"]:
+        for rule in ingress(run, f"{region}-consensus"):
+            if rule.from_port == 2379:
+                assert rule.peer_group == f"{region}-consensus-id" or rule.cidr in voters, rule
+            else:
+                assert rule.from_port == 26379
+                assert rule.peer_group in (f"{region}-consensus-id", f"{region}-pbx-id") \
+                    or rule.cidr in voters | pbx, rule
