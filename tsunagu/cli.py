@@ -20,6 +20,7 @@ _COMMANDS = [
     ("tsunagu.lab", "add_command"),
     ("tsunagu.generate", "add_command"),
     ("tsunagu.phonebook", "add_command"),
+    ("tsunagu.pbxdata_cli", "add_command"),
 ]
 
 EXIT_INVALID = 2
