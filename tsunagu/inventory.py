@@ -57,6 +57,7 @@ def render(hosts: list[InventoryHost], trunks: list[InventoryTrunk], *, domain: 
                     "ansible_host": h.address,
                     "tsunagu_address": h.address,
                     "tsunagu_site": h.site,
+                    "tsunagu_root": "",  # production hosts keep files in their usual places
                     **h.connection,
                 }
                 for h in sorted(hosts, key=lambda h: order[h.name])
@@ -69,7 +70,7 @@ def render(hosts: list[InventoryHost], trunks: list[InventoryTrunk], *, domain: 
     }
 
 
-def from_plan(plan: Plan, estate_file: str, run_dir: str) -> dict:
+def from_plan(plan: Plan, estate_file: str, run_dir: str, prefix: str = "tsu-") -> dict:
     """The lab's inventory: each namespace is a host, entered by the netns connection plugin."""
     voters = {h.name for h in plan.consensus()}
     hosts = [
@@ -81,7 +82,7 @@ def from_plan(plan: Plan, estate_file: str, run_dir: str) -> dict:
             site=h.site,
             connection={
                 "ansible_connection": "tsunagu_netns",
-                "tsunagu_netns": h.namespace,
+                "tsunagu_netns": f"{prefix}{h.name}",
                 "tsunagu_run_dir": run_dir,
                 # Lab hosts share one filesystem, so each keeps its files under its own root.
                 "tsunagu_root": f"{run_dir}/hosts/{h.name}",

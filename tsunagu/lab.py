@@ -42,6 +42,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import supervisor
 from .model import Service
 from .plan import CARRIER_HOST, Plan
 from .plan import plan as make_plan
@@ -139,7 +140,7 @@ def etc_files(plan: Plan, host_name: str) -> dict[str, str]:
 
 def layout(plan: Plan, prefix: str = DEFAULT_PREFIX) -> Layout:
     def ns(host: str) -> str:
-        return f"{prefix}{host}" if prefix != DEFAULT_PREFIX else plan.host(host).namespace
+        return f"{prefix}{host}"
 
     if any(h.name == WAN_NS for h in plan.hosts):
         raise LabError(f"a host named {WAN_NS!r} would share its namespace with the WAN bridge "
@@ -283,7 +284,10 @@ def up(lay: Layout, run_dir: Path, estate_file: str, plan: Plan | None = None) -
     if plan is not None:
         from .inventory import dump, from_plan
 
-        _write_if_changed(run_dir / "inventory.yml", dump(from_plan(plan, estate_file, str(run_dir))))
+        inventory = from_plan(plan, estate_file, str(run_dir), lay.prefix)
+        if _write_if_changed(run_dir / "inventory.yml", dump(inventory)):
+            changes.append(f"{run_dir / 'inventory.yml'} written")
+    changes += supervisor.ensure_running(run_dir, lay.wan_ns)
     return changes
 
 
@@ -318,6 +322,7 @@ def _remove(names: list[str], state: dict) -> list[str]:
 
 def down(run_dir: Path, fallback: Layout | None) -> list[str]:
     """Remove what the run dir's state records (or, with no state, what the layout names)."""
+    changes = supervisor.shutdown(run_dir)  # services first, gracefully, before any signal
     state = _read_state(run_dir)
     if state is not None:
         names = list(state.get("namespaces", []))
@@ -325,8 +330,8 @@ def down(run_dir: Path, fallback: Layout | None) -> list[str]:
         names = fallback.namespaces
         state = {"prefix": fallback.prefix}
     else:
-        return []
-    changes = _remove(names, state)
+        return changes
+    changes += _remove(names, state)
     state.update({"namespaces": [], "etc_dirs": []})
     _write_state(run_dir, state)
     return changes

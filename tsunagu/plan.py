@@ -39,10 +39,6 @@ class Host:
     handsets: int
     wan: dict = field(default_factory=dict)
 
-    @property
-    def namespace(self) -> str:
-        return f"tsu-{self.name}"
-
 
 @dataclass(frozen=True)
 class Plan:
