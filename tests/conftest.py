@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+# tests/verify checks deployed hosts; `tsunagu verify` runs it inside each host.
+collect_ignore = ["verify"]
+
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.yaml"
 

@@ -20,6 +20,8 @@ _COMMANDS = [
     ("tsunagu.lab", "add_command"),
     ("tsunagu.generate", "add_command"),
     ("tsunagu.phonebook", "add_command"),
+    ("tsunagu.deploy", "add_command"),
+    ("tsunagu.verify", "add_command"),
     ("tsunagu.pbxdata_cli", "add_command"),
 ]
 
