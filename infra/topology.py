@@ -202,7 +202,7 @@ def _with_consensus(plan: Plan, hosts: list[CloudHost], settings: Settings, zone
     candidates = [(r, z) for r in sorted(settings.regions, key=lambda r: r != primary)
                   for z in settings.regions[r].zones]
     names = {h.name for h in out}
-    for n, voter in enumerate(v for v in voters if v not in names):
+    for n, _voter in enumerate(v for v in voters if v not in names):
         region, zone = next(((r, z) for r, z in candidates if z not in taken), candidates[-1])
         taken.add(zone)
         index = per_zone.get(zone, 0)

@@ -1,8 +1,8 @@
 from datetime import date, datetime
 
+from tests.conftest import TINY
 from tsunagu.calendar import JST, closed_dates, closed_reason, is_open
 from tsunagu.estate import load_estate
-from tests.conftest import TINY
 
 
 def schedule():

@@ -43,7 +43,8 @@ def test_the_bucket_is_encrypted_with_its_own_key_and_never_public(stack):
     encryption = run.named("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
                            "recordings")
     default = encryption.inputs["rules"][0]["applyServerSideEncryptionByDefault"]
-    assert default == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": run.named("aws:kms/key:Key", "recordings").state["arn"]}
+    key = run.named("aws:kms/key:Key", "recordings").state["arn"]
+    assert default == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key}
     block = run.named("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "recordings")
     assert all(block.inputs[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
                                                  "restrictPublicBuckets"))

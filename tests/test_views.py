@@ -4,12 +4,12 @@ import ipaddress
 import subprocess
 import sys
 
+from tests.conftest import TINY
 from tsunagu.estate import load_estate
 from tsunagu.inventory import GROUPS, from_plan
 from tsunagu.model import Service
 from tsunagu.numbering import destinations
 from tsunagu.plan import CARRIER_HOST, plan
-from tests.conftest import TINY
 
 
 def test_plan_places_services_and_handsets():

@@ -60,8 +60,8 @@ def closed_dates(schedule: Schedule, year: int) -> list[tuple[date, str]]:
     """Every whole closed day of a year with its reason, for the PBX's routing data."""
     day, out = date(year, 1, 1), []
     while day.year == year:
-        if reason := closed_reason(schedule, day):
-            if reason != "closed weekday":
-                out.append((day, reason))
+        reason = closed_reason(schedule, day)
+        if reason and reason != "closed weekday":
+            out.append((day, reason))
         day = date.fromordinal(day.toordinal() + 1)
     return out

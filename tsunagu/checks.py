@@ -78,10 +78,11 @@ def _numbering(estate: Estate) -> Found:
     plan = estate.numbering
     for i, rng in enumerate(plan.ranges):
         path = ("numbering", "ranges", i)
+        name = f"range {rng.first}..{rng.last}"
         if len(rng.first) != plan.extension_length:
-            yield path, f"range {rng.first}..{rng.last} has {len(rng.first)} digits, extensions have {plan.extension_length}"
+            yield path, f"{name} has {len(rng.first)} digits, extensions have {plan.extension_length}"
         if rng.first.startswith(plan.outside_line_prefix):
-            yield path, f"range {rng.first}..{rng.last} begins with the outside-line prefix {plan.outside_line_prefix!r}"
+            yield path, f"{name} begins with the outside-line prefix {plan.outside_line_prefix!r}"
         if int(rng.first[0]) <= 1 <= int(rng.last[0]):
             yield path, f"range {rng.first}..{rng.last} reaches into the 1XY special numbers (110, 119, ...)"
         for j in range(i):

@@ -22,18 +22,15 @@ _COMMANDS = [
     ("tsunagu.phonebook", "add_command"),
     ("tsunagu.deploy", "add_command"),
     ("tsunagu.verify", "add_command"),
+    ("tsunagu.rehearse", "add_command"),
     ("tsunagu.pbxdata_cli", "add_command"),
 ]
 
 EXIT_INVALID = 2
 
 
-def _estate_arg(parser: argparse.ArgumentParser, optional: bool = False) -> None:
-    if optional:
-        parser.add_argument("estate", nargs="?", default=str(DEFAULT_ESTATE),
-                            help=f"estate YAML file (default: {DEFAULT_ESTATE.relative_to(EXAMPLES.parent)})")
-    else:
-        parser.add_argument("estate", help="estate YAML file")
+def _estate_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("estate", help="estate YAML file")
 
 
 def load_or_exit(file: str):
@@ -72,21 +69,7 @@ def _numbering(args) -> int:
     return 0
 
 
-def _rehearse(args) -> int:
-    """Validate and plan the estate; later stages (lab, deploy, farm, storm) grow from here."""
-    from .plan import plan
-    from .views import plan_table, summary
-
-    estate = load_or_exit(args.estate)
-    print(summary(estate), end="\n\n")
-    print(plan_table(estate, plan(estate)))
-    return 0
-
-
 def _add_estate_commands(sub) -> None:
-    p = sub.add_parser("rehearse", help="rehearse a city on this machine (default: the small example)")
-    _estate_arg(p, optional=True)
-    p.set_defaults(func=_rehearse)
     p = sub.add_parser("validate", help="check an estate file and print a one-screen summary",
                        description="Check an estate file. Every problem is printed as "
                        "FILE:LINE: path.to.field: what is wrong; exit code 2 when any is found.")

@@ -50,8 +50,9 @@ def inventory_estate(inventory: Path) -> str:
 
 
 def run_playbook(inventory: Path, estate, *, playbook: str = "site.yml", extra: list[str] = (),
-                 log: Path) -> tuple[int, Recap]:
-    """Run a playbook, streaming its output and copying it to `log`; returns (rc, recap)."""
+                 log: Path, brief: bool = False) -> tuple[int, Recap]:
+    """Run a playbook, copying its output to `log`; returns (rc, recap). Streams every line,
+    or with `brief` only the plays and the recap, as progress for a long rehearsal."""
     secrets = secrets_file(estate)
     ensure_secrets(estate)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
@@ -63,8 +64,10 @@ def run_playbook(inventory: Path, estate, *, playbook: str = "site.yml", extra: 
                            text=True, bufsize=1) as proc, open(log, "w") as out):
         for line in proc.stdout:
             lines.append(line)
-            sys.stdout.write(line)
             out.write(line)
+            if not brief or line.startswith(("PLAY [", "fatal:", "failed:")) or _RECAP.match(line.strip()):
+                sys.stdout.write(line)
+                sys.stdout.flush()
     return proc.returncode, parse_recap("".join(lines))
 
 

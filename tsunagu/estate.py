@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from pathlib import Path as FsPath
 
@@ -125,7 +126,7 @@ def _unwrap(kind: typing.Any) -> typing.Any:
             kind = typing.get_args(kind)[0]
             continue
         args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType")) and len(args) == 1:
+        if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1:
             kind = args[0]
             continue
         return kind

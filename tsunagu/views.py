@@ -22,10 +22,10 @@ def summary(estate: Estate) -> str:
         f"  home phones  {sum(p.takes_phone_home for p in estate.staff)}",
         f"  departments  {len(estate.departments)}",
         f"  hunt groups  {len(estate.hunt_groups)} ({_counts(strategies)})",
-        f"  trunks       {len(estate.trunks)} ({', '.join(f'{t.id}:{t.role}' for t in estate.trunks)}),"
-        f" {dids} DIDs",
-        f"  extensions   {estate.numbering.extension_length} digits, outside line "
-        f"{estate.numbering.outside_line_prefix!r}",
+        (f"  trunks       {len(estate.trunks)} ({', '.join(f'{t.id}:{t.role}' for t in estate.trunks)}),"
+         f" {dids} DIDs"),
+        (f"  extensions   {estate.numbering.extension_length} digits, outside line "
+         f"{estate.numbering.outside_line_prefix!r}"),
     ]
     for service in Service:
         lines.append(f"  {service.value:<12} {', '.join(estate.placement.sites_for(service))}")

@@ -1,0 +1,102 @@
+"""`tsunagu rehearse`: the whole rehearsal of a city on this machine, stage by stage.
+
+validate → plan → lab up → deploy → deploy again (must change nothing) → verify → lab down.
+Everything the run writes goes under its output folder; the lab is taken down at the end
+even when a stage fails, unless --keep asks to leave it up for inspection.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from .plan import plan as make_plan
+from .views import plan_table, summary
+
+
+class Stage:
+    """Prints a stage's start and its duration, so a long run shows where it is."""
+
+    def __init__(self, number: int, total: int, title: str):
+        self.label = f"[{number}/{total}] {title}"
+
+    def __enter__(self):
+        print(f"\n== {self.label}", flush=True)
+        self.start = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        print(f"== {self.label}: {time.monotonic() - self.start:.1f} s", flush=True)
+
+
+def rehearse(estate_file: str, output: Path, keep: bool) -> int:
+    from . import lab, verify
+    from .cli import load_or_exit
+    from .deploy import run_playbook
+
+    stages = 6
+    with Stage(1, stages, "validate and plan"):
+        estate = load_or_exit(estate_file)
+        topology = make_plan(estate)
+        print(summary(estate), end="\n\n")
+        print(plan_table(estate, topology))
+    if os.geteuid() != 0:
+        print("tsunagu rehearse: the lab needs root (it creates network namespaces)", file=sys.stderr)
+        return 1
+    layout = lab.layout(topology)
+    failed = None
+    try:
+        with Stage(2, stages, "lab up: a network namespace per site, the WAN, trunk links"):
+            changes = lab.up(layout, output, estate_file, topology)
+            print(f"{len(changes)} changes; state in {output / lab.STATE_FILE}")
+        inventory = output / "inventory.yml"
+        with Stage(3, stages, "deploy: Ansible configures every host"):
+            rc, recap = run_playbook(inventory, estate, log=output / "deploy.log", brief=True)
+            if rc != 0:
+                failed = f"deploy failed (rc {rc}); see {output / 'deploy.log'}"
+        if not failed:
+            with Stage(4, stages, "deploy again: a second run must change nothing"):
+                rc, recap = run_playbook(inventory, estate, log=output / "deploy-again.log", brief=True)
+                if rc != 0 or recap.changed:
+                    failed = (f"second deploy changed {recap.changed} things (rc {rc}); "
+                              f"see {output / 'deploy-again.log'}")
+        if not failed:
+            with Stage(5, stages, "verify: testinfra on every host"):
+                results = verify.verify(inventory)
+                bad = [r.host for r in results if not r.ok]
+                passed = sum(r.tests - r.failures for r in results)
+                print(f"{passed} of {sum(r.tests for r in results)} checks passed on {len(results)} hosts")
+                if bad:
+                    failed = f"verify failed on {', '.join(bad)}; JUnit in {output / 'verify'}"
+    finally:
+        if keep:
+            print(f"\nthe lab stays up (--keep); take it down with: tsunagu lab down --run-dir {output}")
+        else:
+            with Stage(6, stages, "lab down: stop every service, remove every namespace"):
+                lab.down(output, layout)
+    print(f"\nrehearsal {'FAILED: ' + failed if failed else 'passed'}; everything is under {output}")
+    return 1 if failed else 0
+
+
+def _rehearse(args) -> int:
+    from .cli import load_or_exit
+    from .lab import default_run_dir
+
+    output = Path(args.output) if args.output else default_run_dir(
+        load_or_exit(args.estate).municipality.sip_domain)
+    return rehearse(args.estate, output.resolve(), args.keep)
+
+
+def add_command(sub) -> None:
+    from .cli import DEFAULT_ESTATE
+
+    p = sub.add_parser("rehearse", help="rehearse a city on this machine (default: the small example)",
+                       description="Validate and plan the estate, build the lab, deploy it with Ansible "
+                       "(twice: the second run must change nothing), verify every host, and take the "
+                       "lab down again.")
+    p.add_argument("estate", nargs="?", default=str(DEFAULT_ESTATE), help="estate YAML file")
+    p.add_argument("--output", help="folder for everything the run writes (default: runs/<city>/)")
+    p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
+    p.set_defaults(func=_rehearse)
