@@ -17,7 +17,8 @@ import yaml
 from .model import Estate
 
 REPO = Path(__file__).resolve().parent.parent
-SECRETS_DIR = REPO / "secrets"
+# Tests and CI point this elsewhere so they never touch a developer's secrets.
+SECRETS_DIR = Path(os.environ.get("TSUNAGU_SECRETS_DIR", REPO / "secrets"))
 SERVICE_ACCOUNTS = ("postgres_superuser", "postgres_replication", "postgres_kamailio",
                     "redis", "carrier_trunk")
 

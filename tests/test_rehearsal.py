@@ -1,0 +1,57 @@
+"""The whole rehearsal on tiny.yaml: lab up, deploy, deploy again with no change, verify,
+lab down, and nothing left behind. Needs root and the Debian services (bin/setup)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+POOL = "10.253.0.0/16"  # apart from developers' labs (10.251/16) and test_lab.py (10.252/16)
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+]
+
+
+def lab_namespaces() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith("tsu-")]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and "pytest" not in cmdline:
+                found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(tmp_path):
+    assert not lab_namespaces(), "a tsu-* lab is already up; take it down before running this test"
+    estate = tmp_path / "tiny.yaml"
+    estate.write_text((DATA / "tiny.yaml").read_text().replace("10.251.0.0/16", POOL))
+    output = tmp_path / "run"
+    env = dict(os.environ, TSUNAGU_SECRETS_DIR=str(tmp_path / "secrets"))
+    proc = subprocess.run([sys.executable, "-m", "tsunagu.cli", "rehearse", str(estate), "--output", str(output)],
+                          capture_output=True, text=True, env=env, timeout=1500, check=False)
+    log = proc.stdout[-8000:] + proc.stderr[-4000:]
+    assert proc.returncode == 0, log
+    assert "rehearsal passed" in proc.stdout, log
+    assert "[4/6] deploy again" in proc.stdout
+    assert (output / "verify" / "dc-east.xml").exists()
+    secrets = tmp_path / "secrets" / "shiken.tsunagu.test.yaml"
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+    assert not lab_namespaces()
+    assert not processes_mentioning(str(output)), "processes of the run are still alive"
+    assert not list(Path("/etc/netns").glob("tsu-*"))
