@@ -43,7 +43,11 @@ def host_command(name: str, hostvars: dict, groups: list[str], junit: Path) -> l
 
 
 def verify(inventory_file: Path, only: list[str] | None = None) -> list[HostResult]:
+    from .estate import load_estate
+    from .secrets import secrets_file
+
     inventory = yaml.safe_load(inventory_file.read_text())["all"]
+    secrets = secrets_file(load_estate(inventory["vars"]["tsunagu_estate_file"]))
     out_dir = inventory_file.parent / "verify"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -53,7 +57,8 @@ def verify(inventory_file: Path, only: list[str] | None = None) -> list[HostResu
         groups = [g for g, d in inventory["children"].items() if name in ((d or {}).get("hosts") or {})]
         junit = out_dir / f"{name}.xml"
         print(f"verify {name} ({', '.join(groups) or 'site'}) ...", flush=True)
-        env = dict(os.environ, TSUNAGU_INVENTORY=str(inventory_file.resolve()), TSUNAGU_HOST=name)
+        env = dict(os.environ, TSUNAGU_INVENTORY=str(inventory_file.resolve()), TSUNAGU_HOST=name,
+                   TSUNAGU_SECRETS=str(secrets))
         proc = subprocess.run(host_command(name, hostvars, groups, junit), env=env, cwd=REPO,
                               capture_output=True, text=True, check=False)
         tests, failures = _junit_counts(junit)

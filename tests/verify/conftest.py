@@ -4,7 +4,8 @@
 namespace with `--hosts=local://` in the lab, or with `--hosts=ssh://<address>` in
 production. It selects the tests for the host's groups by marker (`-m "every_host or
 pbx or ..."`), so a test marked `redis` runs on every Redis host and nowhere else.
-The host learns who it is from TSUNAGU_INVENTORY and TSUNAGU_HOST.
+The host learns who it is from TSUNAGU_INVENTORY and TSUNAGU_HOST, and where the
+estate's secrets are from TSUNAGU_SECRETS.
 """
 
 from __future__ import annotations
