@@ -124,7 +124,7 @@ class Endpoint:
         return f"<sip:{self.user}@{self.address}:{self.port}>"
 
     def request(self, method: str, host: str, uri: str | None = None, to: str | None = None,
-                extra: str = "", port: int = SIP_PORT) -> tuple[Message, float]:
+                extra: str = "", port: int = SIP_PORT, sdp: str = "") -> tuple[Message, float]:
         """Send a request to host:port and return the final reply and its round trip (s)."""
         uri = uri or f"sip:{host}"
         call_id, tag = secrets.token_hex(8), secrets.token_hex(4)
@@ -139,11 +139,15 @@ class Endpoint:
                     f"To: <{to or uri}>\r\n"
                     f"Call-ID: {call_id}\r\nCSeq: {self.cseq} {method}\r\n"
                     f"Contact: {self.contact}\r\n{extra}{authorization}"
-                    "User-Agent: tsunagu-sipprobe\r\nContent-Length: 0\r\n\r\n")
+                    "User-Agent: tsunagu-sipprobe\r\n"
+                    + ("Content-Type: application/sdp\r\n" if sdp else "")
+                    + f"Content-Length: {len(sdp.encode())}\r\n\r\n{sdp}")
             started = time.monotonic()
             self.sock.sendto(text.encode(), (host, port))
             reply = self._final_reply(call_id, self.cseq)
             rtt = time.monotonic() - started
+            if method == "INVITE" and reply.status >= 300:
+                self._ack(text, reply)
             challenge = reply.header("www-authenticate") or reply.header("proxy-authenticate")
             if reply.status in (401, 407) and challenge and self.password and not authorization:
                 name = "Authorization" if reply.status == 401 else "Proxy-Authorization"
@@ -152,6 +156,17 @@ class Endpoint:
                 continue
             return reply, rtt
         return reply, rtt
+
+    def _ack(self, invite: str, reply: Message) -> None:
+        """ACK a failed INVITE (same branch, To with the reply's tag) so no one retransmits."""
+        request_line, rest = invite.split("\r\n", 1)
+        head = rest.split("\r\n\r\n", 1)[0]
+        keep = [h for h in head.split("\r\n") if h.split(":", 1)[0] in ("Via", "From", "Call-ID", "Max-Forwards")]
+        cseq = (reply.header("cseq") or "").split(" ")[0]
+        text = (request_line.replace("INVITE", "ACK", 1) + "\r\n" + "\r\n".join(keep)
+                + f"\r\nTo: {reply.header('to')}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n")
+        if reply.source:
+            self.sock.sendto(text.encode(), reply.source)
 
     def register(self, host: str, expires: int = 300) -> Message:
         reply, _ = self.request("REGISTER", host, uri=f"sip:{self.domain}",
