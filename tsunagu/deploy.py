@@ -8,6 +8,7 @@ through its variables. Secrets are generated on first use and passed by file nam
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -49,6 +50,17 @@ def inventory_estate(inventory: Path) -> str:
     return yaml.safe_load(inventory.read_text())["all"]["vars"]["tsunagu_estate_file"]
 
 
+def estate_facts(estate) -> dict:
+    """Facts about the estate the playbooks need beyond the inventory's hosts, all derived."""
+    from .plan import plan
+
+    return {
+        "tsunagu_srv_records": [list(r) for r in plan(estate).srv_records()],
+        "tsunagu_outside_line_prefix": estate.numbering.outside_line_prefix,
+        "tsunagu_extension_length": estate.numbering.extension_length,
+    }
+
+
 def run_playbook(inventory: Path, estate, *, playbook: str = "site.yml", extra: list[str] = (),
                  log: Path, brief: bool = False) -> tuple[int, Recap]:
     """Run a playbook, copying its output to `log`; returns (rc, recap). Streams every line,
@@ -57,8 +69,11 @@ def run_playbook(inventory: Path, estate, *, playbook: str = "site.yml", extra: 
     ensure_secrets(estate)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    facts = inventory.parent / "estate-facts.json"
+    facts.write_text(json.dumps(estate_facts(estate), indent=1))
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook,
-           "-e", f"tsunagu_secrets_file={secrets}", "-e", f"tsunagu_python={sys.executable}", *extra]
+           "-e", f"tsunagu_secrets_file={secrets}",
+           "-e", f"@{facts}", *extra]
     lines = []
     with (subprocess.Popen(cmd, cwd=ANSIBLE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, bufsize=1) as proc, open(log, "w") as out):

@@ -4,7 +4,7 @@ Runs on each host (see conftest.py). Expectations come from the inventory and, f
 SRV records, from the estate itself (tsunagu.plan.Plan.srv_records(), the same function
 the deploy hands to Ansible), so nothing here is a second copy of the plan. The
 cross-node registration test needs the handsets' passwords: it reads the secrets file
-named by TSUNAGU_SECRETS and is skipped when that is not set.
+named by TSUNAGU_SECRETS (`tsunagu verify` sets it).
 """
 
 from __future__ import annotations
@@ -99,10 +99,7 @@ def test_pbx_node_knows_every_other_node_over_dmq(host, me, members):
 
 @pytest.mark.pbx
 def test_a_registration_here_is_reachable_through_every_other_node(me, members, domain):
-    secrets_file = os.environ.get("TSUNAGU_SECRETS")
-    if not secrets_file:
-        pytest.skip("TSUNAGU_SECRETS is not set")
-    handsets = yaml.safe_load(Path(secrets_file).read_text())["handsets"]
+    handsets = yaml.safe_load(Path(os.environ["TSUNAGU_SECRETS"]).read_text())["handsets"]
     (callee, callee_pw), (caller, caller_pw) = sorted(handsets.items())[:2]
     here = me["tsunagu_address"]
     with sipprobe.Endpoint(here, callee, domain, callee_pw) as phone:
