@@ -7,7 +7,6 @@ through its variables. Secrets are generated on first use and passed by file nam
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -115,5 +114,6 @@ def add_command(sub) -> None:
     p.add_argument("estate", nargs="?", help="estate YAML file (default: the inventory's, else the small example)")
     p.add_argument("--run-dir", help="the lab's run dir (default: runs/<first label of sip_domain>/)")
     p.add_argument("--inventory", help="an inventory file instead of the lab's")
-    p.add_argument("ansible_args", nargs=argparse.REMAINDER, help="extra ansible-playbook arguments")
+    p.add_argument("--ansible-arg", dest="ansible_args", action="append", default=[], metavar="ARG",
+                   help="pass ARG to ansible-playbook (repeatable), e.g. --ansible-arg=--limit=pbx")
     p.set_defaults(func=_deploy)
