@@ -24,6 +24,7 @@ _COMMANDS = [
     ("tsunagu.verify", "add_command"),
     ("tsunagu.rehearse", "add_command"),
     ("tsunagu.pbxdata_cli", "add_command"),
+    ("tsunagu.farm_cli", "add_command"),
 ]
 
 EXIT_INVALID = 2
