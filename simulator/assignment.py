@@ -4,7 +4,8 @@ A worker has 8 accounts but only 4 call slots. A group that rings its members to
 must not find more of them on one worker than that worker can ring at once, so members of
 a simultaneous (or tiered) group are spread: at most `share` of them per worker (default 2,
 which leaves slots for calls the other handsets are already on). Groups that ring one
-member at a time need no spreading. Handsets are assigned per site (a worker lives in one
+member at a time still ring one member per waiting caller, so they are held to the call
+slots (4 per worker). Handsets are assigned per site (a worker lives in one
 site's namespace), most constrained first, first fit; the result is deterministic, so every
 shard of a sharded farm computes the same assignment and takes its own slice of workers.
 """

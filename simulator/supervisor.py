@@ -81,6 +81,15 @@ def worker_configs(settings: dict) -> list[tuple[str, str, tuple[str, ...], dict
     layout = assign(estate)
     shard_index, shard_count = settings.get("shard", [0, 1])
     layout = layout.shard(shard_index, shard_count)
+    workers = layout.workers
+    if settings.get("max_handsets"):  # benchmarks: the first workers holding at most N handsets
+        kept, total = [], 0
+        for w in workers:
+            if total + len(w.extensions) > settings["max_handsets"]:
+                break
+            kept.append(w)
+            total += len(w.extensions)
+        workers = kept
     schedule = estate.schedules.get("default") or next(iter(estate.schedules.values()))
     common = {
         "domain": topology.domain, "policy": settings["policy"], "seed": settings["seed"],
@@ -93,7 +102,7 @@ def worker_configs(settings: dict) -> list[tuple[str, str, tuple[str, ...], dict
     }
     prefix = settings["prefix"]
     out = []
-    for w in layout.workers:
+    for w in workers:
         specs = []
         for ext in w.extensions:
             h = layout.handsets[ext]
