@@ -30,6 +30,9 @@ from . import events, srv_failover
 REPO = Path(__file__).resolve().parent.parent
 
 
+OUTCOMES = ("call_connected", "call_failed", "command_failed", "refused_no_slot")
+
+
 class FarmError(RuntimeError):
     pass
 
@@ -201,6 +204,18 @@ class Farm:
             for i, e in events.read(self.redis, since):
                 since = i
                 if e["type"] == kind and all(e.get(k) == str(v) for k, v in match.items()):
+                    return e
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)  # polling the stream, bounded by the deadline
+
+    def outcome(self, request: str, timeout_s: float = 60.0) -> dict[str, str] | None:
+        """How a call placed by `request` ended up: connected, failed, or refused."""
+        deadline, since = time.monotonic() + timeout_s, "0-0"
+        while True:
+            for i, e in events.read(self.redis, since):
+                since = i
+                if e.get("request") == request and e["type"] in OUTCOMES:
                     return e
             if time.monotonic() >= deadline:
                 return None

@@ -39,18 +39,12 @@ def _farm(args):
 
 
 def _wait_outcome(farm, request: str, timeout_s: float) -> int:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for e in farm.events():
-            if e.get("request") == request and e["type"] in ("call_connected", "call_failed", "command_failed",
-                                                              "refused_no_slot"):
-                print(json.dumps(e, ensure_ascii=False))
-                return 0 if e["type"] == "call_connected" else 1
-        time.sleep(0.2)  # polling the event stream, bounded by the deadline
-    print(f"no outcome for request {request} within {timeout_s:g} s", file=sys.stderr)
-    return 1
+    e = farm.outcome(request, timeout_s)
+    if e is None:
+        print(f"no outcome for request {request} within {timeout_s:g} s", file=sys.stderr)
+        return 1
+    print(json.dumps(e, ensure_ascii=False))
+    return 0 if e["type"] == "call_connected" else 1
 
 
 def _command(args) -> int:

@@ -1,6 +1,7 @@
 """`tsunagu rehearse`: the whole rehearsal of a city on this machine, stage by stage.
 
-validate → plan → lab up → deploy → deploy again (must change nothing) → verify → lab down.
+validate → plan → lab up → deploy → deploy again (must change nothing) → verify → handset
+farm (every staff handset registers; the carrier calls every hunt group) → lab down.
 Everything the run writes goes under its output folder; the lab is taken down at the end
 even when a stage fails, unless --keep asks to leave it up for inspection.
 """
@@ -36,7 +37,7 @@ def rehearse(estate_file: str, output: Path, keep: bool) -> int:
     from .cli import load_or_exit
     from .deploy import run_playbook
 
-    stages = 6
+    stages = 7
     with Stage(1, stages, "validate and plan"):
         estate = load_or_exit(estate_file)
         topology = make_plan(estate)
@@ -70,14 +71,65 @@ def rehearse(estate_file: str, output: Path, keep: bool) -> int:
                 print(f"{passed} of {sum(r.tests for r in results)} checks passed on {len(results)} hosts")
                 if bad:
                     failed = f"verify failed on {', '.join(bad)}; JUnit in {output / 'verify'}"
+        if not failed:
+            with Stage(6, stages, "handset farm: every handset registers, the carrier calls every hunt group"):
+                failed = farm_stage(estate, output)
     finally:
         if keep:
             print(f"\nthe lab stays up (--keep); take it down with: tsunagu lab down --run-dir {output}")
         else:
-            with Stage(6, stages, "lab down: stop every service, remove every namespace"):
+            with Stage(7, stages, "lab down: stop every service, remove every namespace"):
                 lab.down(output, layout)
     print(f"\nrehearsal {'FAILED: ' + failed if failed else 'passed'}; everything is under {output}")
     return 1 if failed else 0
+
+
+def farm_stage(estate, output: Path, register_timeout_s: float = 180.0) -> str | None:
+    """Start the farm, register the whole staff, place one carrier call to every hunt
+    group's published number, report, stop the farm. Returns a failure, or None.
+
+    Until the PBX routes published numbers to hunt groups (issue 4) it delivers a DID only
+    to a handset registered under that number, so "answered" counts what the PBX delivers
+    today; the figure is reported, not gated. Registration of every handset is gated."""
+    from simulator.control import Farm
+    from simulator.events import HANDSETS
+
+    carriers = max(1, min(4, -(-len(estate.hunt_groups) // 4)))  # 4 call slots per carrier worker
+    farm = Farm.start(output, on_duty="always", behaviour="answer", delay_scale=0.2, carrier_workers=carriers)
+    try:
+        farm.wait_registered(timeout_s=register_timeout_s)
+        states = farm.redis.hgetall(HANDSETS)
+        registered = sum(1 for p in estate.staff if states.get(p.extension, "").startswith("registered"))
+        print(f"registered {registered} of {len(estate.staff)} staff handsets "
+              f"(policy {farm.settings['policy']}); carrier phones "
+              f"{sum(1 for k, v in states.items() if v.startswith('registered')) - registered}")
+        numbers = {}
+        for group in estate.hunt_groups:
+            published = (estate.municipality.representative_numbers if group.answers == "representative"
+                         else estate.department(group.answers).numbers if group.answers else [])
+            if published:
+                numbers[group.id] = published[0]
+        outcome, batch = {}, 4 * carriers  # never more calls at once than the carrier has slots
+        groups = list(numbers)
+        for start in range(0, len(groups), batch):
+            requests = {gid: farm.dial(numbers[gid], hold_s=2.0) for gid in groups[start:start + batch]}
+            outcome.update({gid: farm.outcome(r, estate.group(gid).ring_limit_seconds + 15)
+                            for gid, r in requests.items()})
+        answered = sum(1 for e in outcome.values() if e and e["type"] == "call_connected")
+        for gid, e in outcome.items():
+            result = "answered" if e and e["type"] == "call_connected" else (
+                f"{e['type']} {e.get('status', '')} {e.get('reason', '')}" if e else "no outcome")
+            print(f"  {gid:<20} {numbers[gid]:<14} {result}")
+        print(f"hunt groups: {len(outcome)} called through the carrier, {answered} answered "
+              f"(counts what the PBX delivers; routing published numbers to hunt groups is issue 4)")
+        bugs = farm.status()["refused_no_slot"]
+        if registered < len(estate.staff) or bugs:
+            return (f"farm: {registered} of {len(estate.staff)} handsets registered, {bugs} calls refused "
+                    f"for lack of a call slot; see {farm.dir}")
+        return None
+    finally:
+        if not farm.stop():
+            print("WARNING: farm processes were left running", file=sys.stderr)
 
 
 def _rehearse(args) -> int:
