@@ -100,15 +100,15 @@ CASES = [
     ("undefined schedule", "    recording: always", "    schedule: night\n    recording: always",
      ["{f}:88: hunt_groups[2].schedule: schedule 'night' is not defined in schedules"]),
     ("caller ID outside the trunks", '"0736-77-2599"]', '"0736-77-9999"]',
-     ["{f}:97: caller_id.rules[1].may_present[2]: 0736779999 is outside every trunk range, "
+     ["{f}:115: caller_id.rules[1].may_present[2]: 0736779999 is outside every trunk range, "
       "so it cannot be presented"]),
     ("porting exception outside its range", '{"0736-77-2590": planned}', '{"0736-77-2690": planned}',
      ["{f}:44: trunks[0].did_ranges[0].porting_exceptions.0736772690: 0736772690 is not in this range "
       "(0736772500..0736772599)"]),
     ("bad opening hours", 'mon: "08:30-17:15"', 'mon: "17:15-08:30"',
-     ["{f}:92: schedules.default.hours.mon: '17:15-08:30' closes before it opens"]),
+     ["{f}:110: schedules.default.hours.mon: '17:15-08:30' closes before it opens"]),
     ("duplicate key", "  cdr_retention_years: 5\n", "  cdr_retention_years: 5\n  recording: always\n",
-     ["{f}:101: policies.recording: key 'recording' is written twice in the same mapping"]),
+     ["{f}:119: policies.recording: key 'recording' is written twice in the same mapping"]),
 ]
 
 

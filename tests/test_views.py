@@ -106,7 +106,7 @@ def test_secrets_are_generated_once_and_private(tmp_path):
 def test_pbx_routing_rows_follow_the_estate():
     from datetime import date
 
-    from tsunagu.pbxdata import TABLES, data_digest, data_sql, rows, schema_sql
+    from tsunagu.pbxdata import STATE_TABLES, TABLES, data_digest, data_sql, rows, schema_sql
 
     estate = load_estate(TINY)
     data = rows(estate, date(2026, 11, 22))
@@ -121,4 +121,4 @@ def test_pbx_routing_rows_follow_the_estate():
     assert sql == data_sql(estate, passwords, date(2026, 11, 22))
     assert "2002\tshiken.tsunagu.test\tpw\\ts2\n" in sql
     assert len(data_digest(sql)) == 64
-    assert schema_sql().count("CREATE TABLE IF NOT EXISTS") == len(TABLES) + 1
+    assert schema_sql().count("CREATE TABLE IF NOT EXISTS") == len(TABLES) + len(STATE_TABLES) + 1

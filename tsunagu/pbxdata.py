@@ -48,6 +48,108 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "tsunagu_pbx_node": [("site", "text primary key"), ("position", "integer not null")],
 }
 
+# Tables the PBX itself writes while it runs (call records, hunt state). They are created
+# once and never truncated by a data load, so records survive deploys and node restarts.
+STATE_TABLES: dict[str, list[tuple[str, str]]] = {
+    # one row per call attempt; alerted = members alerted, in order (comma separated)
+    "tsunagu_cdr": [("id", "bigserial primary key"), ("call_id", "text not null"),
+                    ("node", "text not null"), ("started_at", "timestamptz not null"),
+                    ("caller", "text"), ("dialled", "text"), ("hunt_group", "text"),
+                    ("overflow", "text"), ("alerted", "text"), ("answered_by", "text"),
+                    ("first_alert_ms", "integer"), ("answer_ms", "integer"),
+                    ("result", "text not null"), ("status", "integer"),
+                    ("recorded_at", "timestamptz not null default now()")],
+    # rotation (輪番) pointer: the position of the member who answered last, shared by every node
+    "tsunagu_rotation": [("group_id", "text primary key"), ("last_position", "integer not null"),
+                         ("updated_at", "timestamptz not null default now()")],
+    # calls in progress per extension (busy state, shared by every node)
+    "tsunagu_active_call": [("call_id", "text not null"), ("extension", "text not null"),
+                            ("node", "text not null"), ("started_at", "timestamptz not null default now()"),
+                            ("primary key (call_id, extension)", "")],
+    # when each extension's last call ended (longest idle)
+    "tsunagu_member_state": [("extension", "text primary key"), ("idle_since", "timestamptz not null")],
+}
+
+# A call on a node that died without its BYE stops counting as busy after this long.
+BUSY_GUARD = "12 hours"
+
+# The hunt logic that is data, not code: which members ring in which step, for how long.
+# Kamailio (route[HUNT]) asks once per hunt group and gets one text:
+#   "<ring limit s>|<step>:<extension>:<ring s>,<step>:<extension>:<ring s>,..."
+# Busy members are left out when the group skips busy members; Kamailio itself leaves out
+# members with no registration. `via` is the group whose overflow asked for the operators.
+FUNCTIONS_SQL = f"""\
+CREATE OR REPLACE FUNCTION tsunagu_hunt_plan(g text, via text DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE AS $$
+  WITH grp AS (
+    SELECT id, strategy, ring_limit_seconds, default_ring_seconds, skip_busy
+      FROM tsunagu_hunt_group WHERE id = g
+    UNION ALL
+    SELECT '@operator', 'simultaneous', h.default_ring_seconds, h.default_ring_seconds, h.skip_busy
+      FROM tsunagu_hunt_group h WHERE g = '@operator' AND h.id = via
+  ), members AS (
+    SELECT m.position, m.extension, m.tier, m.ring_seconds FROM tsunagu_hunt_member m WHERE m.group_id = g
+    UNION ALL
+    SELECT row_number() OVER (ORDER BY s.extension)::int, s.extension, 1, 0
+      FROM tsunagu_staff s WHERE g = '@operator' AND s.role = 'operator'
+  ), m AS (
+    SELECT members.*, grp.*,
+           EXISTS (SELECT 1 FROM tsunagu_active_call a WHERE a.extension = members.extension
+                     AND a.started_at > now() - interval '{BUSY_GUARD}') AS busy,
+           (SELECT idle_since FROM tsunagu_member_state s WHERE s.extension = members.extension) AS idle_since,
+           coalesce((SELECT last_position FROM tsunagu_rotation r WHERE r.group_id = g), 0) AS last_position,
+           (SELECT max(position) FROM members) AS n
+      FROM members, grp
+  ), ordered AS (
+    SELECT extension, position,
+           CASE strategy
+             WHEN 'simultaneous' THEN 1
+             WHEN 'tiered' THEN dense_rank() OVER (ORDER BY tier)
+             WHEN 'rotation' THEN row_number() OVER (ORDER BY (position - last_position - 1 + n) % n)
+             WHEN 'longest_idle' THEN row_number() OVER (ORDER BY idle_since NULLS FIRST, position)
+             ELSE row_number() OVER (ORDER BY position)
+           END AS step,
+           CASE strategy
+             WHEN 'simultaneous' THEN ring_limit_seconds
+             WHEN 'tiered' THEN max(ring_seconds) OVER (PARTITION BY tier)
+             ELSE ring_seconds
+           END AS seconds
+      FROM m WHERE NOT (skip_busy AND busy)
+  )
+  SELECT (SELECT ring_limit_seconds FROM grp) || '|'
+         || coalesce(string_agg(step || ':' || extension || ':' || seconds, ',' ORDER BY step, position), '')
+    FROM ordered
+   WHERE EXISTS (SELECT 1 FROM grp)
+$$;
+
+-- The hunt group a dialled number rings: a DID (national or E.164) or a pilot extension.
+CREATE OR REPLACE FUNCTION tsunagu_group_for(dialled text) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(
+    (SELECT group_id FROM tsunagu_did WHERE number = dialled OR e164 = dialled LIMIT 1),
+    (SELECT id FROM tsunagu_hunt_group WHERE pilot_extension = dialled LIMIT 1))
+$$;
+
+-- A member answered: both parties are busy, and a rotation group remembers who answered.
+CREATE OR REPLACE FUNCTION tsunagu_answered(call text, node text, grp text, callee text, caller text)
+RETURNS void LANGUAGE sql AS $$
+  INSERT INTO tsunagu_active_call (call_id, extension, node)
+    SELECT call, e, node FROM unnest(ARRAY[callee, caller]) AS e
+     WHERE e IN (SELECT extension FROM tsunagu_staff)
+  ON CONFLICT DO NOTHING;
+  INSERT INTO tsunagu_rotation (group_id, last_position)
+    SELECT group_id, position FROM tsunagu_hunt_member WHERE group_id = grp AND extension = callee
+  ON CONFLICT (group_id) DO UPDATE SET last_position = excluded.last_position, updated_at = now();
+$$;
+
+-- A call ended (BYE): its parties are free again and idle from now on.
+CREATE OR REPLACE FUNCTION tsunagu_call_ended(call text) RETURNS void LANGUAGE sql AS $$
+  WITH ended AS (DELETE FROM tsunagu_active_call WHERE call_id = call RETURNING extension)
+  INSERT INTO tsunagu_member_state (extension, idle_since) SELECT DISTINCT extension, now() FROM ended
+  ON CONFLICT (extension) DO UPDATE SET idle_since = excluded.idle_since;
+$$;
+"""
+
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -99,11 +201,12 @@ def subscriber_rows(estate: Estate, handset_passwords: dict[str, str]) -> list[t
 def schema_sql() -> str:
     statements = [
         f"CREATE TABLE IF NOT EXISTS {table} (\n    "
-        + ",\n    ".join(f"{col} {kind}" for col, kind in columns) + "\n);"
-        for table, columns in TABLES.items()
+        + ",\n    ".join(f"{col} {kind}".rstrip() for col, kind in columns) + "\n);"
+        for table, columns in (TABLES | STATE_TABLES).items()
     ]
     statements.append("CREATE TABLE IF NOT EXISTS tsunagu_meta (key text primary key, value text not null);")
-    return "\n".join(statements) + "\n"
+    statements.append("CREATE INDEX IF NOT EXISTS tsunagu_cdr_call_id ON tsunagu_cdr (call_id);")
+    return "\n".join(statements) + "\n" + FUNCTIONS_SQL
 
 
 def data_sql(estate: Estate, handset_passwords: dict[str, str], today: date | None = None) -> str:
