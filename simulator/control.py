@@ -245,6 +245,8 @@ class Farm:
             time.sleep(0.25)  # polling the registration hash, bounded by the deadline
 
     def status(self) -> dict:
+        if not self.running():
+            return {"running": False, "pid": self.pid, "policy": self.settings["policy"], "dir": str(self.dir)}
         counts = self.registration()
         workers = self.workers()
         alive = sum(1 for w in workers.values() if _alive(w["pid"]))

@@ -60,8 +60,24 @@ def order(targets: list[Target], rng: random.Random) -> list[Target]:
     return out
 
 
-def resolve(domain: str, transport: str = "udp") -> list[Target]:
-    """SRV then A lookups through this namespace's resolv.conf (the lab's DNS servers)."""
+def resolve(domain: str, transport: str = "udp", attempts: int = 4) -> list[Target]:
+    """SRV then A lookups through this namespace's resolv.conf (the lab's DNS servers),
+    retried with backoff: a site starting hundreds of workers may find its DNS slow."""
+    import time
+
+    import dns.exception
+
+    for attempt in range(attempts):
+        try:
+            return _resolve(domain, transport)
+        except dns.exception.Timeout:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(Backoff(1.0, 8.0).wait(attempt, random.Random()))
+    return []
+
+
+def _resolve(domain: str, transport: str) -> list[Target]:
     import dns.resolver
 
     resolver = dns.resolver.Resolver()
