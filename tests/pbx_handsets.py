@@ -23,6 +23,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,9 +51,11 @@ class Handsets:
 
     def __post_init__(self):
         spec = [a.__dict__ for a in self.accounts]
+        # the child's stderr (pjsua asserts, tracebacks) is kept for a failing test to show
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.namespace, self.python, __file__, json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self._queue: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -67,6 +70,10 @@ class Handsets:
         self._queue.put({"ev": "exit"})
 
     def send(self, **command) -> None:
+        if self.proc.poll() is not None:
+            self.stderr.seek(0)
+            raise RuntimeError(f"handset {self.accounts[0].user} exited {self.proc.returncode}:\n"
+                               + self.stderr.read()[-3000:])
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
 
@@ -108,6 +115,7 @@ class Handsets:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+        self.stderr.close()
 
 
 # ---------------------------------------------------------------- child side
@@ -139,6 +147,7 @@ def _child(spec: list[dict]) -> None:  # noqa: C901 - one event loop, read top t
     calls: dict[int, object] = {}  # keep a Python reference to every call until DISCONNECTED
     timers: list[tuple[float, object]] = []  # (when, action)
     accounts: dict[str, object] = {}
+    transferred: list[object] = []  # calls pjsua2 placed for a REFER, before they have an id
 
     class Call(pj.Call):
         def __init__(self, acc, call_id=pj.PJSUA_INVALID_ID):
@@ -152,9 +161,20 @@ def _child(spec: list[dict]) -> None:  # noqa: C901 - one event loop, read top t
                  reason=info.lastReason, call_id=info.callIdString)
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 calls.pop(info.id, None)
+                if self in transferred:
+                    transferred.remove(self)
+            elif self in transferred:
+                calls[info.id] = self
 
         def onCallMediaState(self, prm):
             pass
+
+        def onCallTransferRequest(self, prm):
+            # pjsua2 places the transferred call itself; it needs a Call object to put it in
+            new = Call(self.acc)
+            prm.newCall = new
+            transferred.append(new)
+            emit(ev="xfer_request", acc=self.acc.user, uri=prm.dstUri)
 
         def onCallTransferStatus(self, prm):
             emit(ev="xfer_status", acc=self.acc.user, code=prm.statusCode, final=prm.finalNotify)
@@ -254,6 +274,7 @@ def _child(spec: list[dict]) -> None:  # noqa: C901 - one event loop, read top t
     while time.monotonic() < end:
         ep.libHandleEvents(POLL_MS)
     calls.clear()
+    transferred.clear()
     accounts.clear()
     ep.libDestroy()
 
