@@ -48,7 +48,7 @@ def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(tmp_path):
     log = proc.stdout[-8000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, log
     assert "rehearsal passed" in proc.stdout, log
-    assert "[4/6] deploy again" in proc.stdout
+    assert "deploy again: a second run must change nothing" in proc.stdout
     assert (output / "verify" / "dc-east.xml").exists()
     secrets = tmp_path / "secrets" / "shiken.tsunagu.test.yaml"
     assert oct(secrets.stat().st_mode & 0o777) == "0o600"
