@@ -5,9 +5,17 @@ puts Redis, with a replica in a second zone and automatic failover. PostgreSQL
 becomes a Multi-AZ RDS instance in the region of the first PostgreSQL site, with a
 cross-region read replica in each other region the placement names. Neither is
 publicly accessible; both take traffic only through their security groups.
+
+Ansible logs in to them with the estate's own secrets (`secrets/<sip_domain>.yaml`),
+so the stack takes the same passwords as config secrets (`Passwords`) instead of
+letting AWS generate them: RDS's master user is the `postgres` superuser the
+`pbx_data` role creates Kamailio's database as, and ElastiCache's AUTH token is the
+password the lab's Redis requires.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -23,6 +31,15 @@ REDIS_ENGINE_VERSION = "7.1"
 POSTGRESQL_ENGINE_VERSION = "15"  # the version the lab runs (Debian 12)
 DB_STORAGE_GB = 50
 BACKUP_DAYS = 7  # also what lets RDS keep read replicas
+DB_MASTER_USER = "postgres"  # the pbx_data role's default admin user, as on the hosts' own PostgreSQL
+# Stack config secrets (`pulumi config set --secret tsunagu:<key>`) -> the estate's secret.
+PASSWORD_KEYS = {"postgresSuperuserPassword": "postgres_superuser", "redisPassword": "redis"}
+
+
+@dataclass(frozen=True)
+class Passwords:
+    postgres_superuser: pulumi.Output[str]
+    redis: pulumi.Output[str]
 
 
 class ManagedEndpoint:
@@ -35,11 +52,12 @@ class ManagedEndpoint:
 
 
 class DataStores(pulumi.ComponentResource):
-    def __init__(self, layout: Layout, settings: Settings, networks: dict[str, RegionNetwork],
-                 groups: dict[str, SecurityGroups], providers: dict[str, aws.Provider],
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, layout: Layout, settings: Settings, passwords: Passwords,
+                 networks: dict[str, RegionNetwork], groups: dict[str, SecurityGroups],
+                 providers: dict[str, aws.Provider], opts: pulumi.ResourceOptions | None = None):
         super().__init__("tsunagu:infra:DataStores", "data-stores", None, opts)
         self.endpoints: list[ManagedEndpoint] = []
+        self.passwords = passwords
         for region, sites in layout.managed[Service.REDIS].items():
             zones = [layout.site_zones[s] for s in sites]
             self._redis(region, sites[0], zones, settings, networks[region], groups[region],
@@ -63,7 +81,10 @@ class DataStores(pulumi.ComponentResource):
             num_cache_clusters=len(azs), preferred_cache_cluster_azs=azs,
             automatic_failover_enabled=True, multi_az_enabled=True,
             subnet_group_name=subnets.name, security_group_ids=groups.ids(group_name(region, "redis")),
-            at_rest_encryption_enabled=True, transit_encryption_enabled=True, opts=opts)
+            # AUTH needs TLS in transit. No Ansible role or Kamailio module talks to Redis
+            # today; a client that does must use TLS and this password (docs/infra.md).
+            at_rest_encryption_enabled=True, transit_encryption_enabled=True,
+            auth_token=self.passwords.redis, opts=opts)
         self.endpoints.append(ManagedEndpoint(Service.REDIS, region, site, group.primary_endpoint_address,
                                               "elasticache"))
 
@@ -77,7 +98,8 @@ class DataStores(pulumi.ComponentResource):
             instance = aws.rds.Instance(
                 f"{region}-postgresql", engine="postgres", engine_version=POSTGRESQL_ENGINE_VERSION,
                 allocated_storage=DB_STORAGE_GB, storage_type="gp3", multi_az=True, db_name="tsunagu",
-                username="tsunagu", manage_master_user_password=True, backup_retention_period=BACKUP_DAYS,
+                username=DB_MASTER_USER, password=self.passwords.postgres_superuser,
+                backup_retention_period=BACKUP_DAYS,
                 deletion_protection=True, final_snapshot_identifier="tsunagu-final", **common)
         else:
             # An encrypted replica in another region must name a key of its own region.

@@ -133,12 +133,18 @@ def _resources(monitor: _Monitor) -> list[Resource]:
     return out
 
 
+# Secrets a stack file holds encrypted (`pulumi config set --secret`), which a mocked run
+# cannot decrypt: the program reads them only for managed data stores (infra/datastores.py).
+STAND_IN_SECRETS = {"postgresSuperuserPassword": "stand-in-postgres-superuser",
+                    "redisPassword": "stand-in-redis-password"}
+
+
 def stack_config(stack: str) -> dict:
-    """The `tsunagu:` config of a checked-in stack file, keys without the prefix."""
+    """The `tsunagu:` config of a checked-in stack file, keys without the prefix, secrets stood in."""
     import yaml
 
     from .program import ROOT
 
     config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))["config"]
     prefix = f"{PROJECT}:"
-    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+    return {**{k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}, **STAND_IN_SECRETS}

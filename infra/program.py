@@ -14,18 +14,18 @@ import pulumi
 import pulumi_aws as aws
 
 from tsunagu.estate import load_estate
-from tsunagu.inventory import GROUPS, dump
+from tsunagu.inventory import GROUPS, MANAGED, dump
 from tsunagu.plan import plan
 from tsunagu.stack_inventory import from_stack_outputs
 
 from . import network
 from .carrier import CarrierInterconnect
-from .datastores import DataStores
+from .datastores import PASSWORD_KEYS, DataStores, Passwords
 from .dns import ServiceDiscovery
 from .hosts import SiteHost, debian_ami
 from .recordings import RecordingStore
 from .security import SecurityGroups
-from .settings import Settings, from_config
+from .settings import Settings, SettingsInvalid, from_config
 from .topology import layout as cloud_layout
 
 ROOT = Path(__file__).resolve().parent.parent  # Pulumi.yaml's folder: estate paths are relative to it
@@ -47,9 +47,23 @@ def read_settings() -> Settings:
     return from_config(read)
 
 
+def read_passwords() -> Passwords:
+    """The estate's data-store passwords, which managed data stores must share with Ansible."""
+    config = pulumi.Config("tsunagu")
+    values = {key: config.get_secret(key) for key in PASSWORD_KEYS}
+    missing = [key for key, value in values.items() if value is None]
+    if missing:
+        raise SettingsInvalid(
+            "stack configuration is invalid:\n  " + "\n  ".join(
+                f"tsunagu:{key}: managed data stores need the estate's services.{PASSWORD_KEYS[key]} "
+                f"(`pulumi config set --secret tsunagu:{key}`, see docs/infra.md)" for key in missing))
+    return Passwords(**{PASSWORD_KEYS[key]: value for key, value in values.items()})
+
+
 def build(settings: Settings) -> dict:
     estate = load_estate(ROOT / settings.estate)
     layout = cloud_layout(estate, plan(estate), settings)
+    passwords = read_passwords() if settings.managed_data_stores else None
     providers = {r: aws.Provider(f"aws-{r}", region=r,
                                  default_tags={"tags": {"tsunagu-stack": pulumi.get_stack(),
                                                         "tsunagu-city": estate.municipality.sip_domain}})
@@ -75,7 +89,7 @@ def build(settings: Settings) -> dict:
         interconnects[trunk.id] = CarrierInterconnect(trunk.id, index, hosts[host.name], networks[host.region],
                                                       groups[host.region], in_region(host.region))
 
-    stores = DataStores(layout, settings, networks, groups, providers) if settings.managed_data_stores else None
+    stores = DataStores(layout, settings, passwords, networks, groups, providers) if passwords else None
     discovery = ServiceDiscovery(layout, settings, networks, groups, providers)
     recordings = RecordingStore(estate, in_region(layout.regions[0]))
 
@@ -84,7 +98,8 @@ def build(settings: Settings) -> dict:
          "connection": {"ansible_user": ADMIN_USER}}
         for h in layout.hosts
     ] + [
-        # Roles skip hosts marked tsunagu_managed; the PBX reads their address like any other.
+        # The inventory puts hosts marked tsunagu_managed in the group `managed` as well, which
+        # the playbooks exclude; the PBX reads their address like any other data store's.
         {"name": e.name, "address": e.address, "groups": [e.service.value], "site": e.site,
          "connection": {"tsunagu_managed": e.kind}}
         for e in (stores.endpoints if stores else [])
@@ -100,7 +115,10 @@ def build(settings: Settings) -> dict:
         "estate_file": settings.estate,
         "sip_domain": estate.municipality.sip_domain,
         "regions": {r: layout.zones[r] for r in layout.regions},
-        "hosts_by_role": {g: [h["name"] for h in inventory_hosts if g in h["groups"]] for g in GROUPS},
+        # As the rendered inventory groups them: the managed data stores also form `managed`.
+        "hosts_by_role": {g: [h["name"] for h in inventory_hosts
+                              if g in h["groups"] or g == MANAGED and "tsunagu_managed" in h["connection"]]
+                          for g in GROUPS},
         "addresses": {h.name: h.address for h in layout.hosts},
         "srv_records": discovery.srv_names,
         "dns_resolvers": discovery.resolvers,

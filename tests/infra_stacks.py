@@ -26,7 +26,7 @@ def config(stack: str) -> dict:
     if stack == "tiny":
         return dict(TINY)
     if stack == "tiny-managed":
-        return {**TINY, "managedDataStores": True}
+        return {**TINY, "managedDataStores": True, **mocked.STAND_IN_SECRETS}
     return mocked.stack_config(stack)
 
 

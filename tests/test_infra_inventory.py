@@ -60,6 +60,11 @@ def test_the_stack_inventory_puts_the_same_hosts_in_the_same_groups_as_the_lab(s
                 assert cloud_members == []  # RDS and ElastiCache fail over by themselves
             else:
                 assert cloud_members[: len(on_cloud)] == on_cloud and len(cloud_members) == len(members["hosts"])
+        elif group == inventory.MANAGED:
+            # The lab has none; a stack has exactly its ElastiCache and RDS endpoints.
+            assert members["hosts"] == {}
+            assert cloud_members == [h for h, v in cloud["all"]["hosts"].items() if v.get("tsunagu_managed")]
+            assert bool(cloud_members) == managed
         elif managed and group in (Service.REDIS, Service.POSTGRESQL):
             assert all(cloud["all"]["hosts"][h]["tsunagu_managed"] for h in cloud_members)
             assert {cloud["all"]["hosts"][h]["tsunagu_site"] for h in cloud_members} <= set(members["hosts"])

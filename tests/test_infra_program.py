@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from infra import mocked
+from infra.datastores import DB_MASTER_USER
+from infra.settings import SettingsInvalid
 from infra.topology import CLOUD_PROVIDED, MANAGED
 from tsunagu.plan import CARRIER_HOST, plan
 
-from .infra_stacks import STACKS, config, deployed, estate_of
+from .infra_stacks import STACKS, TINY, config, deployed, estate_of
 
 INSTANCE = "aws:ec2/instance:Instance"
 MANAGED_STACKS = ["tiny-managed", "large-city-prod"]
@@ -173,6 +176,32 @@ def test_managed_data_stores_replace_redis_and_postgresql_hosts(stack):
     roles = run.outputs["hosts_by_role"]
     assert roles["redis"] == [f"redis-{r}" for r in sorted(redis_regions, key=lambda r: r != primary_region)]
     assert all(name.startswith("postgresql-") for name in roles["postgresql"])
+
+
+def secret_value(value):
+    """An input Pulumi keeps secret arrives under the mocks as {<secret signature>: ..., 'value': ...}."""
+    assert isinstance(value, dict) and "4dabf18193072939515e22adb298388d" in value, value
+    return value["value"]
+
+
+@pytest.mark.parametrize("stack", MANAGED_STACKS)
+def test_managed_data_stores_take_the_estates_passwords_from_secret_config(stack):
+    run, given = deployed(stack), config(stack)
+    primaries = [d for d in run.of_type("aws:rds/instance:Instance") if "replicateSourceDb" not in d.inputs]
+    assert len(primaries) == 1
+    assert primaries[0].inputs["username"] == DB_MASTER_USER == "postgres"
+    assert secret_value(primaries[0].inputs["password"]) == given["postgresSuperuserPassword"]
+    assert "manageMasterUserPassword" not in primaries[0].inputs
+    for group in run.of_type("aws:elasticache/replicationGroup:ReplicationGroup"):
+        assert group.inputs["transitEncryptionEnabled"] is True  # AUTH needs TLS
+        assert secret_value(group.inputs["authToken"]) == given["redisPassword"]
+
+
+def test_managed_data_stores_without_the_passwords_fail_by_name():
+    with pytest.raises(SettingsInvalid, match=r"tsunagu:redisPassword: managed data stores need the estate's "
+                                              r"services\.redis") as caught:
+        mocked.run({**TINY, "managedDataStores": True, "postgresSuperuserPassword": "x"}, stack="no-passwords")
+    assert "postgresSuperuserPassword" not in str(caught.value)
 
 
 def test_hosts_keep_their_data_stores_without_the_managed_option():

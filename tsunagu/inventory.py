@@ -15,8 +15,11 @@ import yaml
 from .model import Service
 from .plan import CARRIER_HOST, Plan
 
-# 'consensus' holds the etcd members and Redis Sentinels (see Plan.consensus).
-GROUPS = [s.value for s in Service] + ["consensus", CARRIER_HOST]
+# 'consensus' holds the etcd members and Redis Sentinels (see Plan.consensus). 'managed'
+# holds the data stores a cloud provider runs (host var `tsunagu_managed`, e.g. RDS):
+# plays that install software exclude it; the lab has none.
+MANAGED = "managed"
+GROUPS = [s.value for s in Service] + ["consensus", CARRIER_HOST, MANAGED]
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,15 @@ def render(hosts: list[InventoryHost], trunks: list[InventoryTrunk], *, domain: 
                 for h in sorted(hosts, key=lambda h: order[h.name])
             },
             "children": {
-                group: {"hosts": {h.name: None for h in hosts if group in h.groups}}
+                group: {"hosts": {h.name: None for h in hosts if group in _groups(h)}}
                 for group in GROUPS
             },
         }
     }
+
+
+def _groups(host: InventoryHost) -> tuple[str, ...]:
+    return host.groups + ((MANAGED,) if host.connection.get("tsunagu_managed") else ())
 
 
 def from_plan(plan: Plan, estate_file: str, run_dir: str, prefix: str = "tsu-") -> dict:
