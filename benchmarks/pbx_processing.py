@@ -8,10 +8,11 @@ packet; the PBX processing time of a call is the time from its INVITE arriving o
 trunk interface to the first INVITE branch leaving towards the handset (same Call-ID),
 both packet timestamps taken on the node itself.
 
-For each rate it prints p50/p95/p99 of that time, the share of calls SIPp completed, and the
-CPU the node's Kamailio processes used (percent of one core). Between runs, wait 35 s: a failed run leaves transactions ringing for up to 30 s. For the run, the group is made
-not to skip busy members (one SIPp UAS takes every call; the setting is data in
+For each rate it prints p50/p95/p99 of that time, the share of calls SIPp completed, and
+the CPU the node's Kamailio processes used (percent of one core). For the run, the group
+is made not to skip busy members (one SIPp UAS takes every call; the setting is data in
 PostgreSQL, restored afterwards), and the other member (2000) must not be registered.
+Between runs, wait 35 s: a failed run leaves transactions ringing for up to 30 s.
 
     .venv/bin/python benchmarks/pbx_processing.py --run-dir /tmp/tp/run --secrets-dir /tmp/tp/secrets \
         --rates 10,25,50,100,200 --seconds 10
