@@ -95,7 +95,8 @@ def build(settings: Settings) -> dict:
 
     inventory_hosts = [
         {"name": h.name, "address": h.address, "groups": h.groups, "site": h.site,
-         "connection": {"ansible_user": ADMIN_USER}}
+         # The image's admin user logs in; packages and services need root.
+         "connection": {"ansible_user": ADMIN_USER, "ansible_become": True}}
         for h in layout.hosts
     ] + [
         # The inventory puts hosts marked tsunagu_managed in the group `managed` as well, which
