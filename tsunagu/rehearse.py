@@ -88,9 +88,8 @@ def farm_stage(estate, output: Path, register_timeout_s: float = 180.0) -> str |
     """Start the farm, register the whole staff, place one carrier call to every hunt
     group's published number, report, stop the farm. Returns a failure, or None.
 
-    Until the PBX routes published numbers to hunt groups (issue 4) it delivers a DID only
-    to a handset registered under that number, so "answered" counts what the PBX delivers
-    today; the figure is reported, not gated. Registration of every handset is gated."""
+    The PBX rings each number's hunt group; "answered" is reported here and gated by the
+    SLA gates of the load tests, not by this stage. Registration of every handset is gated."""
     from simulator.control import Farm
     from simulator.events import HANDSETS
 
@@ -120,8 +119,7 @@ def farm_stage(estate, output: Path, register_timeout_s: float = 180.0) -> str |
             result = "answered" if e and e["type"] == "call_connected" else (
                 f"{e['type']} {e.get('status', '')} {e.get('reason', '')}" if e else "no outcome")
             print(f"  {gid:<20} {numbers[gid]:<14} {result}")
-        print(f"hunt groups: {len(outcome)} called through the carrier, {answered} answered "
-              f"(counts what the PBX delivers; routing published numbers to hunt groups is issue 4)")
+        print(f"hunt groups: {len(outcome)} called through the carrier, {answered} answered")
         bugs = farm.status()["refused_no_slot"]
         if registered < len(estate.staff) or bugs:
             return (f"farm: {registered} of {len(estate.staff)} handsets registered, {bugs} calls refused "
