@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +50,25 @@ class DeployedLab:
 
 
 @pytest.fixture(scope="session")
-def deployed_lab(tmp_path_factory) -> DeployedLab:
+def lab_tmp():
+    """A folder the lab's services can read. pytest's own tmp dirs are mode 0700 under root,
+    and etcd, PostgreSQL and Kamailio run as their own users."""
+    path = Path(tempfile.mkdtemp(prefix="tsunagu-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def deployed_lab(lab_tmp) -> DeployedLab:
     """tiny.yaml up and deployed once per test session, for every suite that needs a live PBX.
 
     Its own prefix and address pool keep it apart from a developer's lab (tsu-, 10.251/16)
     and from the other lab tests."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
-    base = tmp_path_factory.mktemp("deployed-lab")
+    base = lab_tmp / "deployed-lab"
+    base.mkdir()
     estate = base / "tiny.yaml"
     estate.write_text(TINY.read_text(encoding="utf-8").replace("10.251.0.0/16", "10.250.0.0/16"), encoding="utf-8")
     lab = DeployedLab(estate, base / "run", base / "secrets" / "shiken.tsunagu.test.yaml", "tt-")

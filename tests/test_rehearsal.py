@@ -37,8 +37,10 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(tmp_path):
+def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(lab_tmp):
     assert not lab_namespaces(), "a tsu-* lab is already up; take it down before running this test"
+    tmp_path = lab_tmp / "rehearsal"
+    tmp_path.mkdir()
     estate = tmp_path / "tiny.yaml"
     estate.write_text((DATA / "tiny.yaml").read_text().replace("10.251.0.0/16", POOL))
     output = tmp_path / "run"

@@ -60,10 +60,23 @@ def estate_facts(estate) -> dict:
     }
 
 
+def _closed_to_services(inventory: Path) -> Path | None:
+    """The first folder on the way to a lab's run dir that other users cannot enter."""
+    hosts = yaml.safe_load(inventory.read_text())["all"]["hosts"].values()
+    if not any(h.get("tsunagu_netns") for h in hosts):
+        return None  # production hosts keep their files on their own disks
+    run_dir = inventory.parent.resolve()
+    return next((p for p in [run_dir, *run_dir.parents] if not p.stat().st_mode & 0o001), None)
+
+
 def run_playbook(inventory: Path, estate, *, playbook: str = "site.yml", extra: list[str] = (),
                  log: Path, brief: bool = False) -> tuple[int, Recap]:
     """Run a playbook, copying its output to `log`; returns (rc, recap). Streams every line,
     or with `brief` only the plays and the recap, as progress for a long rehearsal."""
+    if closed := _closed_to_services(inventory):
+        raise SystemExit(f"tsunagu deploy: {closed} is closed to other users (mode "
+                         f"{oct(closed.stat().st_mode & 0o777)}), but the lab's services run as their own "
+                         f"users and read their files under {inventory.parent}; choose a run dir they can reach")
     secrets = secrets_file(estate)
     ensure_secrets(estate)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
