@@ -17,6 +17,17 @@ class Did:
     published_as: str | None  # 'representative', 'department:<id>'
 
 
+def group_numbers(estate: Estate) -> dict[str, list[str]]:
+    """The published numbers each hunt group answers (groups reached only by pilot are left out)."""
+    out = {}
+    for group in estate.hunt_groups:
+        if group.answers == "representative":
+            out[group.id] = list(estate.municipality.representative_numbers)
+        elif group.answers and estate.department(group.answers).numbers:
+            out[group.id] = list(estate.department(group.answers).numbers)
+    return out
+
+
 def destinations(estate: Estate) -> list[Did]:
     group_for = {g.answers: g.id for g in estate.hunt_groups if g.answers}
     published: dict[str, str] = {n: "representative" for n in estate.municipality.representative_numbers}

@@ -93,6 +93,8 @@ def farm_stage(estate, output: Path, register_timeout_s: float = 180.0) -> str |
     from simulator.control import Farm
     from simulator.events import HANDSETS
 
+    from .numbering import group_numbers
+
     carriers = max(1, min(4, -(-len(estate.hunt_groups) // 4)))  # 4 call slots per carrier worker
     farm = Farm.start(output, on_duty="always", behaviour="answer", delay_scale=0.2, carrier_workers=carriers)
     try:
@@ -102,12 +104,7 @@ def farm_stage(estate, output: Path, register_timeout_s: float = 180.0) -> str |
         print(f"registered {registered} of {len(estate.staff)} staff handsets "
               f"(policy {farm.settings['policy']}); carrier phones "
               f"{sum(1 for k, v in states.items() if v.startswith('registered')) - registered}")
-        numbers = {}
-        for group in estate.hunt_groups:
-            published = (estate.municipality.representative_numbers if group.answers == "representative"
-                         else estate.department(group.answers).numbers if group.answers else [])
-            if published:
-                numbers[group.id] = published[0]
+        numbers = {gid: published[0] for gid, published in group_numbers(estate).items()}
         outcome, batch = {}, 4 * carriers  # never more calls at once than the carrier has slots
         groups = list(numbers)
         for start in range(0, len(groups), batch):
