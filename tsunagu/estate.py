@@ -35,6 +35,18 @@ def load_estate(file: str | FsPath) -> Estate:
     return estate
 
 
+def load_document(file: str | FsPath, model: type[BaseModel], what: str) -> BaseModel:
+    """Another YAML document Tsunagu reads (a storm scenario, an SLA), with the estate's
+    error format: every problem as FILE:LINE: path: message."""
+    data, source = load_yaml(file)
+    if not isinstance(data, dict):
+        raise EstateInvalid([source.problem((), f"{what} is a mapping")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise EstateInvalid([_from_pydantic(err, source, model) for err in exc.errors()]) from None
+
+
 def _checks_on_valid_entries(data: dict, exc: ValidationError, source: SourceMap) -> list[Problem]:
     """Drop entries that failed validation, then cross-check what is left."""
     bad: dict[str, set[int]] = {}
@@ -73,14 +85,14 @@ def _located(found: tuple, source: SourceMap, original=lambda path: path) -> Pro
     return source.problem(original(path), message)
 
 
-def _from_pydantic(err: dict, source: SourceMap) -> Problem:
+def _from_pydantic(err: dict, source: SourceMap, root: type[BaseModel] = Estate) -> Problem:
     path = _clean_loc(err["loc"])
     kind = err["type"]
     if kind == "missing":
         message = f"required field {path[-1]!r} is missing"
     elif kind == "extra_forbidden":
         message = f"unknown field {path[-1]!r}"
-        allowed = _fields_at(path[:-1])
+        allowed = _fields_at(path[:-1], root)
         if allowed:
             close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
             message += f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
@@ -100,9 +112,9 @@ def _clean_loc(loc: tuple) -> Path:
     return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
 
 
-def _fields_at(path: Path) -> list[str]:
+def _fields_at(path: Path, root: type[BaseModel] = Estate) -> list[str]:
     """Field names of the model at this path, for 'did you mean' hints."""
-    kind: typing.Any = Estate
+    kind: typing.Any = root
     for part in path:
         kind = _unwrap(kind)
         if isinstance(part, int) or not (isinstance(kind, type) and issubclass(kind, BaseModel)):
