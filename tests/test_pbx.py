@@ -70,7 +70,7 @@ class Lab:
 
     def cdr(self, call_id: str, timeout: float = 5.0) -> dict:
         columns = ["node", "caller", "dialled", "hunt_group", "overflow", "alerted", "answered_by",
-                   "first_alert_ms", "answer_ms", "result", "status"]
+                   "first_alert_ms", "answer_ms", "first_branch_ms", "result", "status"]
         deadline = time.monotonic() + timeout
         while True:
             rows = self.sql(f"SELECT {', '.join(columns)} FROM tsunagu_cdr WHERE call_id = '{call_id}'")
@@ -277,6 +277,17 @@ def test_simultaneous_rings_every_member_at_once_and_the_first_answer_wins(lab, 
     assert (row["hunt_group"], row["answered_by"], row["result"], row["caller"], row["dialled"]) == \
         ("daihyo", "2001", "answered", CITIZEN, "0736772511")
     assert 0 < int(row["first_alert_ms"]) < 500 and 1000 <= int(row["answer_ms"]) < 1600
+
+
+def test_cdr_records_the_pbx_processing_time_to_the_first_branch(lab, phones, citizen):
+    answer(phones, "2000")
+    call_id, _ = citizen_calls(lab, citizen, "0736772511", "dc-east")
+    state(citizen, call_id, "CONFIRMED", timeout=10)
+    row = lab.cdr(call_id)
+    assert row["hunt_group"] == "daihyo"
+    first_branch, first_alert = float(row["first_branch_ms"]), float(row["first_alert_ms"])
+    # first_alert_ms is whole ms; the 180 crosses the WAN twice after the branch leaves
+    assert 0 < first_branch <= first_alert and first_branch < 1000
 
 
 def test_sequential_rings_each_member_for_its_ring_time_in_priority_order(lab, phones, citizen):

@@ -58,7 +58,9 @@ STATE_TABLES: dict[str, list[tuple[str, str]]] = {
                     ("overflow", "text"), ("alerted", "text"), ("answered_by", "text"),
                     ("first_alert_ms", "integer"), ("answer_ms", "integer"),
                     ("result", "text not null"), ("status", "integer"),
-                    ("recorded_at", "timestamptz not null default now()")],
+                    ("recorded_at", "timestamptz not null default now()"),
+                    # the PBX's own processing time: the INVITE in to its first branch out (ms, µs resolution)
+                    ("first_branch_ms", "double precision")],
     # rotation (輪番) pointer: the position of the member who answered last, shared by every node
     "tsunagu_rotation": [("group_id", "text primary key"), ("last_position", "integer not null"),
                          ("updated_at", "timestamptz not null default now()")],
@@ -69,6 +71,12 @@ STATE_TABLES: dict[str, list[tuple[str, str]]] = {
     # when each extension's last call ended (longest idle)
     "tsunagu_member_state": [("extension", "text primary key"), ("idle_since", "timestamptz not null")],
 }
+
+# key/value facts about the loaded database: data_digest, schema_digest, and `clock`
+# (a moment the schedules are evaluated at instead of now(), see tsunagu_now()).
+META = [("key", "text primary key"), ("value", "text not null")]
+# What schema.sql prints when it changes the database (Ansible's changed_when).
+SCHEMA_CHANGED = "tsunagu schema: changed"
 
 # A call on a node that died without its BYE stops counting as busy after this long.
 BUSY_GUARD = "12 hours"
@@ -199,14 +207,42 @@ def subscriber_rows(estate: Estate, handset_passwords: dict[str, str]) -> list[t
 
 
 def schema_sql() -> str:
-    statements = [
+    """Tables, columns and functions, safe to run on any earlier version of the database.
+
+    A table that exists keeps its rows; a column added since it was created is added
+    (ALTER TABLE ... ADD COLUMN IF NOT EXISTS). The first query prints SCHEMA_CHANGED when
+    the database lacks a table or column, or last ran a different schema text (the
+    functions), which is what Ansible reports as a change."""
+    tables = TABLES | STATE_TABLES
+    body = [
         f"CREATE TABLE IF NOT EXISTS {table} (\n    "
         + ",\n    ".join(f"{col} {kind}".rstrip() for col, kind in columns) + "\n);"
-        for table, columns in (TABLES | STATE_TABLES).items()
+        for table, columns in tables.items()
     ]
-    statements.append("CREATE TABLE IF NOT EXISTS tsunagu_meta (key text primary key, value text not null);")
-    statements.append("CREATE INDEX IF NOT EXISTS tsunagu_cdr_call_id ON tsunagu_cdr (call_id);")
-    return "\n".join(statements) + "\n" + FUNCTIONS_SQL
+    body += [f"ALTER TABLE {table} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {col} {kind}" for col, kind in addable)
+             + ";" for table, columns in tables.items()
+             if (addable := [(col, kind) for col, kind in columns if _addable(col, kind)])]
+    body.append("CREATE INDEX IF NOT EXISTS tsunagu_cdr_call_id ON tsunagu_cdr (call_id);")
+    text = "\n".join(body) + "\n" + FUNCTIONS_SQL
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    wanted = [f"('{table}', '{col}')" for table, columns in tables.items() for col, _ in columns
+              if " " not in col]
+    check = (
+        f"CREATE TABLE IF NOT EXISTS tsunagu_meta ({', '.join(f'{c} {k}' for c, k in META)});\n"
+        f"SELECT '{SCHEMA_CHANGED}' AS schema\n"
+        f" WHERE NOT EXISTS (SELECT FROM tsunagu_meta WHERE key = 'schema_digest' AND value = '{digest}')\n"
+        f"    OR (SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()\n"
+        f"          AND (table_name, column_name) IN ({', '.join(wanted)})) < {len(wanted)};\n"
+    )
+    record = ("INSERT INTO tsunagu_meta VALUES ('schema_digest', "
+              f"'{digest}') ON CONFLICT (key) DO UPDATE SET value = excluded.value;\n")
+    return check + text + record
+
+
+def _addable(column: str, kind: str) -> bool:
+    """A column ADD COLUMN IF NOT EXISTS can bring to an older table: not a table constraint,
+    a primary key or a serial (those exist since the table's creation)."""
+    return " " not in column and not any(word in kind for word in ("primary key", "serial"))
 
 
 def data_sql(estate: Estate, handset_passwords: dict[str, str], today: date | None = None) -> str:
