@@ -22,8 +22,12 @@ delay is negligible, which is what `wan:` in the estate describes.
 
 The kernel's netem does delay, jitter and loss; tbf does the rate (netem's own rate option
 is unusable through pyroute2 0.9.7: the attribute does not encode). Where the kernel has no
-sch_netem, `lab up` still builds the lab with tbf only, says so loudly, and records it;
-`lab status` shows what is really applied.
+sch_netem (this project's build machines), `wan_shaping.py` applies the same figures in the
+WAN namespace by other kernel means: loss with a cls_bpf program on each bridge port, delay
+and jitter by holding each forwarded packet in an NFQUEUE until a small daemon (under the
+lab's supervisord) releases it; the per-site model is the same. A mechanism the kernel
+lacks is reported, not faked: `lab up` warns, the state file records it, and `lab status`
+shows what each link really applies and whether the delay daemon is bound.
 
 State: `<run dir>/lab-state.json` records the namespaces and files the lab made, written
 before anything is created so that `down` can clean up after an interrupted `up`.
@@ -43,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import supervisor
+from . import wan_shaping as ws
 from .model import Service
 from .plan import CARRIER_HOST, Plan
 from .plan import plan as make_plan
@@ -261,6 +266,7 @@ def up(lay: Layout, run_dir: Path, estate_file: str, plan: Plan | None = None) -
             changes += nl.ensure_up(ipr[name], name, "lo")
         w = lay.wan_ns
         netem_ok = _netem_available(ipr[w])
+        loss_how = "netem" if netem_ok else "cls_bpf"
         changes += nl.ensure_bridge(ipr[w], w, BRIDGE)
         for p in lay.ports:
             changes += nl.ensure_veth(ipr[p.ns], p.ns, SITE_WAN_IF, ipr[w], w, p.port)
@@ -270,6 +276,11 @@ def up(lay: Layout, run_dir: Path, estate_file: str, plan: Plan | None = None) -
             changes += nl.ensure_up(ipr[w], w, p.port)
             changes += nl.ensure_shaping(ipr[p.ns], p.ns, SITE_WAN_IF, p.shaping, netem_ok)
             changes += nl.ensure_shaping(ipr[w], w, p.port, p.shaping, netem_ok)
+            if not netem_ok and not loss_how.startswith("unavailable"):
+                try:
+                    changes += ws.ensure_loss(ipr[w], w, p.port, p.shaping.loss_pct)
+                except ws.Unavailable as exc:
+                    loss_how = f"unavailable: {exc}"
         for t in lay.trunks:
             changes += nl.ensure_veth(ipr[t.carrier_ns], t.carrier_ns, t.ifname, ipr[t.site_ns], t.site_ns, t.ifname)
             for ns_, addr in ((t.carrier_ns, t.carrier_address), (t.site_ns, t.site_address)):
@@ -278,7 +289,7 @@ def up(lay: Layout, run_dir: Path, estate_file: str, plan: Plan | None = None) -
         for name in lay.hosts:
             changes += nl.ensure_lab_routes_only(ipr[name], name, lay.pool)
 
-    state["netem"] = "applied" if netem_ok else "unavailable: the kernel has no sch_netem"
+    state.pop("netem", None)
     state["etc_dirs"] = [str(ETC_NETNS / n) for n in lay.etc]
     _write_state(run_dir, state)
     if plan is not None:
@@ -288,7 +299,27 @@ def up(lay: Layout, run_dir: Path, estate_file: str, plan: Plan | None = None) -
         if _write_if_changed(run_dir / "inventory.yml", dump(inventory)):
             changes.append(f"{run_dir / 'inventory.yml'} written")
     changes += supervisor.ensure_running(run_dir, lay.wan_ns)
+    delay_how = "netem" if netem_ok else "nfqueue"
+    if not netem_ok:
+        try:
+            delay_how, more = _ensure_delay(lay, run_dir)
+            changes += more
+        except ws.Unavailable as exc:
+            delay_how = f"unavailable: {exc}"
+    state["wan_shaping"] = {"rate": "tbf", "delay": delay_how, "loss": loss_how,
+                            "netem": "applied" if netem_ok else "unavailable: the kernel has no sch_netem"}
+    _write_state(run_dir, state)
     return changes
+
+
+def _ensure_delay(lay: Layout, run_dir: Path) -> tuple[str, list[str]]:
+    """Delay and jitter without netem: the WAN namespace's NFQUEUE rule and its daemon."""
+    ports = {p.port: (p.shaping.delay_us, p.shaping.jitter_us) for p in lay.ports}
+    if not any(d or j for d, j in ports.values()):
+        return "none wanted", ws.remove_delay_daemon(run_dir) + ws.remove_queue_rule(lay.wan_ns)
+    changes = ws.ensure_delay_daemon(run_dir, ports)
+    changes += ws.ensure_queue_rule(lay.wan_ns)
+    return "nfqueue", changes
 
 
 def _remove(names: list[str], state: dict) -> list[str]:
@@ -348,8 +379,14 @@ def status(run_dir: Path, lay: Layout | None) -> str:
     hosts = lay.hosts if lay else {}
     shaped = {p.ns: p.port for p in lay.ports} if lay else {}
     pids = nl.pids_by_namespace([n for n in names if n in existing])
+    how = state.get("wan_shaping", {})
     lines = [f"lab {state.get('estate', '?')}  run dir {run_dir}  pool {state.get('pool', '?')}",
-             f"WAN shaping: netem {state.get('netem', '?')}", ""]
+             f"WAN shaping: rate {how.get('rate', '?')}; delay and jitter {how.get('delay', '?')}; "
+             f"loss {how.get('loss', '?')}"]
+    if how.get("delay") == "nfqueue":
+        lines.append(f"    {ws.delay_status(run_dir)}")
+    lines.append("")
+    delays = ws.port_delays(run_dir) if how.get("delay") == "nfqueue" else {}
     for name in names:
         label = f"site {hosts[name]}" if name in hosts and hosts[name] != CARRIER_HOST else (
             "carrier" if name in hosts else "WAN bridge")
@@ -368,6 +405,15 @@ def status(run_dir: Path, lay: Layout | None) -> str:
             if name == (lay.wan_ns if lay else None):
                 for p in lay.ports:
                     lines.append(f"    {p.port:<15} egress {nl.qdisc_summary(ipr, p.port)}")
+                    extra = []
+                    if p.port in delays:
+                        d, j = delays[p.port]
+                        extra.append(f"delay {d:g}ms jitter {j:g}ms each way (nfqueue)")
+                    loss = ws.loss_summary(ipr, p.port)
+                    if loss:
+                        extra.append(loss)
+                    if extra:
+                        lines.append(f"    {'':<15} {'; '.join(extra)}")
         for pid in pids.get(name, []):
             lines.append(f"    pid {pid:<10} {nl.process_name(pid)[:100]}")
     return "\n".join(lines)
@@ -409,10 +455,13 @@ def _lab(args) -> int:
                 print(c)
             print(f"lab up: {len(changes)} change{'s' * (len(changes) != 1)}" if changes else
                   f"lab up: no change ({len(lay.hosts)} hosts, {len(lay.trunks)} trunk links already as planned)")
-            state = _read_state(run_dir) or {}
-            if not str(state.get("netem", "")).startswith("applied"):
-                print("WARNING: this kernel has no sch_netem: WAN latency, jitter and loss are NOT "
-                      "emulated; only bandwidth (tbf) is", file=sys.stderr)
+            how = (_read_state(run_dir) or {}).get("wan_shaping", {})
+            for what in ("delay", "loss"):
+                if str(how.get(what, "")).startswith("unavailable"):
+                    print(f"WARNING: WAN {what} is NOT emulated: {how[what]}", file=sys.stderr)
+            if how.get("delay") == "nfqueue":
+                print("WAN: no sch_netem in this kernel; delay and jitter by NFQUEUE "
+                      f"({ws.PROGRAM}), loss by cls_bpf, rate by tbf")
             print(f"state: {run_dir / STATE_FILE}")
         elif args.action == "down":
             changes = down(run_dir, lay)

@@ -357,8 +357,8 @@ def ensure_shaping(ipr, ns: str, ifname: str, shaping: Shaping, netem_ok: bool) 
         ipr.tc("add", "tbf", idx, handle=ROOT_HANDLE, **tbf_parameters(shaping.rate_bytes))
     if with_netem or not shaping.needs_netem:
         return [f"{ns}: {ifname} shaped: {shaping.describe()}"]
-    return [(f"{ns}: {ifname} shaped: rate {shaping.rate_bytes * 8 / 1e6:g}mbit only "
-             f"(no netem: {shaping.describe()} wanted)")]
+    return [(f"{ns}: {ifname} shaped: rate {shaping.rate_bytes * 8 / 1e6:g}mbit by tbf "
+             f"(no netem here; delay, jitter and loss by the WAN namespace: {shaping.describe()})")]
 
 
 def qdisc_summary(ipr, ifname: str) -> str:
