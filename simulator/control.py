@@ -74,7 +74,7 @@ class Farm:
               policy: str = srv_failover.FARM_POLICY, seed: int = 1, redis_url: str | None = None,
               carrier_workers: int = 1, on_duty: str = "schedule", hold_scale: float = 1.0,
               delay_scale: float = 1.0, behaviour: str = "profiles", spawn_rate: float = 40.0,
-              foreground: bool = False, max_handsets: int = 0) -> Farm:
+              foreground: bool = False, max_handsets: int = 0, count_retransmissions: bool = False) -> Farm:
         """Start the supervisor in the lab's WAN namespace; returns once it is up."""
         run_dir = Path(run_dir).resolve()
         lab = _lab_state(run_dir)
@@ -93,7 +93,7 @@ class Farm:
             "own_redis": redis_url is None, "redis_url": redis_url or events.url_for(directory),
             "carrier_workers": carrier_workers, "on_duty": on_duty, "hold_scale": hold_scale,
             "delay_scale": delay_scale, "behaviour": behaviour, "spawn_rate": spawn_rate,
-            "max_handsets": max_handsets,
+            "max_handsets": max_handsets, "count_retransmissions": count_retransmissions,
         }
         (directory / "farm.json").write_text(json.dumps(settings, indent=1))
         cmd = ["ip", "netns", "exec", lab["prefix"] + "wan", sys.executable, "-m", "simulator.supervisor",
@@ -178,6 +178,10 @@ class Farm:
 
     def transfer(self, handset: str, to: str) -> str:
         return self.command("transfer", handset=handset, to=to)
+
+    def reregister(self, spread_s: float) -> str:
+        """A registration storm: every staff handset registers again within `spread_s`."""
+        return self.command("reregister", spread_s=spread_s)
 
     def set_state(self, handset: str, state: str) -> str:
         if state not in ("busy", "dnd", "available"):

@@ -54,6 +54,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "refused_no_slot": ("handset", "call_id", "status"),
     "command_failed": ("request", "reason"),
     "trunk": ("trunk", "state"),
+    "retransmit": ("what",),  # the generator's own SIP retransmissions (pjsip's log)
     "farm": ("state",),
 }
 COMMON = ("type", "t", "wall", "worker")

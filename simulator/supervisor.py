@@ -98,6 +98,7 @@ def worker_configs(settings: dict) -> list[tuple[str, str, tuple[str, ...], dict
         "on_duty": settings.get("on_duty", "schedule"),
         "open_intervals": open_intervals(schedule, datetime.now().astimezone()),
         "pj_log_level": settings.get("pj_log_level", 1),
+        "count_retransmissions": settings.get("count_retransmissions", False),
         "nameservers": [str(h.address) for h in topology.hosts if "dns" in {s.value for s in h.services}],
     }
     prefix = settings["prefix"]
@@ -216,6 +217,11 @@ class Supervisor:
                 self.log(f"killed worker {wid} (pid {child.proc.pid}) on request")
             else:
                 self.sink.emit("command_failed", request=request, reason=f"no running worker {wid}")
+            return
+        if op == "reregister":
+            for child in self.children.values():
+                if not child.id.startswith("carrier"):
+                    self.send(child, cmd)
             return
         if op == "dial":  # a citizen's call from the carrier, round-robin over carrier workers
             carriers = [c for c in self.children.values() if c.id.startswith("carrier")]

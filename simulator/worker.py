@@ -33,6 +33,7 @@ IDLE_POLL_MS = 100
 BUSY_POLL_MS = 10
 FLUSH_EVERY_S = 0.1
 _USER = re.compile(r"sip:([^@;>]+)@")
+_RETRANSMITTED = re.compile(r"msg (\S+?)/cseq")  # "Request msg INVITE/cseq=..", "Response msg 200/INVITE/cseq=.."
 
 
 def _user_of(uri: str) -> str:
@@ -62,6 +63,23 @@ class FarmEndpoint(pj.Endpoint):
         print(f"FARM BUG: INVITE for {handset} refused with {prm.statusCode}: no free call slot", file=sys.stderr)
 
 
+class RetransmitCounter(pj.LogWriter):
+    """pjsip logs each retransmission of a request or response (level 5, sip_transaction.c
+    tsx_retransmit); pjsua2 exposes no counter, so the log is where a load generator's own
+    retransmissions are seen. Lines up to `echo_level` still go to stderr as before."""
+
+    def __init__(self, worker: Worker, echo_level: int):
+        super().__init__()
+        self.worker, self.echo_level = worker, echo_level
+
+    def write(self, entry):
+        if "Retransmit" in entry.msg:
+            m = _RETRANSMITTED.search(entry.msg)
+            self.worker.sink.emit("retransmit", what=m.group(1) if m else "")
+        if entry.level <= self.echo_level:
+            sys.stderr.write(entry.msg if entry.msg.endswith("\n") else entry.msg + "\n")
+
+
 class FarmCall(pj.Call):
     def __init__(self, handset: Handset, call_id: int = pj.PJSUA_INVALID_ID, *, incoming: bool,
                  request: str = "", hold_s: float = 0.0):
@@ -69,6 +87,7 @@ class FarmCall(pj.Call):
         self.handset, self.incoming, self.request, self.hold_s = handset, incoming, request, hold_s
         self.sip_call_id = ""
         self.connected_at: float | None = None
+        self.bye_sent_at: float | None = None  # for RFC 6076 §4.4 Session Disconnect Delay
         self.hung_up_by_us = False
         self.done = False
 
@@ -87,9 +106,13 @@ class FarmCall(pj.Call):
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.done:
             self.done = True
             if self.connected_at is not None:
+                now = time.monotonic()
+                # pjsip reaches DISCONNECTED for our own BYE when its final response (or
+                # Timer F) ends the BYE transaction, so this is the BYE's 2xx-or-timeout
+                sdd = f"{(now - self.bye_sent_at) * 1000:.3f}" if self.bye_sent_at is not None else ""
                 w.sink.emit("bye", handset=ext, call_id=self.sip_call_id, status=info.lastStatusCode,
-                            duration=f"{time.monotonic() - self.connected_at:.3f}",
-                            by="local" if self.hung_up_by_us else "remote", request=self.request)
+                            duration=f"{(self.bye_sent_at or now) - self.connected_at:.3f}",
+                            by="local" if self.hung_up_by_us else "remote", request=self.request, sdd=sdd)
             elif not self.hung_up_by_us or not self.incoming:
                 w.sink.emit("call_failed", handset=ext, call_id=self.sip_call_id, status=info.lastStatusCode,
                             reason=info.lastReason, request=self.request,
@@ -287,6 +310,8 @@ class Worker:
         if call.done:
             return
         call.hung_up_by_us = True
+        if call.connected_at is not None:
+            call.bye_sent_at = time.monotonic()
         try:
             call.hangup(pj.CallOpParam())
         except pj.Error as exc:
@@ -317,7 +342,8 @@ class Worker:
             return
         self.calls[id(call)] = call
         call.sip_call_id = call.getInfo().callIdString
-        self.sink.emit("call_placed", handset=handset.extension, call_id=call.sip_call_id, peer=to, request=request)
+        self.sink.emit("call_placed", handset=handset.extension, call_id=call.sip_call_id, peer=to, request=request,
+                       kind=cmd.get("kind", ""), group=cmd.get("group", ""))
 
     def registrar_host(self) -> str:
         if self.registrar:
@@ -352,6 +378,11 @@ class Worker:
             handset = self.handsets[cmd["handset"]]
             handset.forced = None if cmd["state"] == "available" else cmd["state"]
             self.sink.emit("state_set", handset=handset.extension, state=cmd["state"], request=request)
+        elif op == "reregister":  # a registration storm: every handset again within spread_s
+            spread = float(cmd.get("spread_s", 0))
+            for h in self.handsets.values():
+                if h.spec.get("register", True):
+                    self.later(self.rng.uniform(0, spread), h.register)
         elif op == "stop":
             self.stopping = True
         else:
@@ -376,8 +407,11 @@ class Worker:
         ep_cfg.uaConfig.mainThreadOnly = True
         ep_cfg.uaConfig.maxCalls = CALL_SLOTS
         ep_cfg.uaConfig.userAgent = f"Tsunagu farm {self.id}"
-        ep_cfg.logConfig.level = int(self.config.get("pj_log_level", 1))
-        ep_cfg.logConfig.consoleLevel = int(self.config.get("pj_log_level", 1))
+        echo = int(self.config.get("pj_log_level", 1))
+        self.log_writer = RetransmitCounter(self, echo) if self.config.get("count_retransmissions") else None
+        ep_cfg.logConfig.level = ep_cfg.logConfig.consoleLevel = 5 if self.log_writer else echo
+        if self.log_writer:
+            ep_cfg.logConfig.writer = self.log_writer
         ep_cfg.medConfig.threadCnt = 0
         ep_cfg.medConfig.noVad = True
         ep_cfg.medConfig.ecTailLen = 0

@@ -25,6 +25,7 @@ _COMMANDS = [
     ("tsunagu.rehearse", "add_command"),
     ("tsunagu.pbxdata_cli", "add_command"),
     ("tsunagu.farm_cli", "add_command"),
+    ("tsunagu.storm_cli", "add_command"),
 ]
 
 EXIT_INVALID = 2

@@ -1,9 +1,12 @@
 """`tsunagu rehearse`: the whole rehearsal of a city on this machine, stage by stage.
 
 validate → plan → lab up → deploy → deploy again (must change nothing) → verify → handset
-farm (every staff handset registers; the carrier calls every hunt group) → lab down.
-Everything the run writes goes under its output folder; the lab is taken down at the end
-even when a stage fails, unless --keep asks to leave it up for inspection.
+farm (every staff handset registers; the carrier calls every hunt group) → a short call
+storm (Locust; RFC 6076 and hunt-group metrics, SLA gates, JUnit XML, the HTML report) →
+lab down. Everything the run writes goes under its output folder (the storm's files under
+`storm/`); the lab is taken down at the end even when a stage fails, unless --keep asks to
+leave it up for inspection. The exit code is non-zero when a stage fails or a gate is
+breached.
 """
 
 from __future__ import annotations
@@ -32,22 +35,27 @@ class Stage:
         print(f"== {self.label}: {time.monotonic() - self.start:.1f} s", flush=True)
 
 
-def rehearse(estate_file: str, output: Path, keep: bool) -> int:
+def rehearse(estate_file: str, output: Path, keep: bool, scenario_file: str = "smoke",
+             sla_file: str | None = None) -> int:
     from . import lab, verify
     from .cli import load_or_exit
     from .deploy import run_playbook
+    from .storm import runner
+    from .storm.scenario import load_scenario
 
-    stages = 7
+    stages = 8
     with Stage(1, stages, "validate and plan"):
         estate = load_or_exit(estate_file)
         topology = make_plan(estate)
         print(summary(estate), end="\n\n")
         print(plan_table(estate, topology))
+        scenario = load_scenario(scenario_file)  # a bad scenario or SLA file stops the run here
+        runner._load_sla(sla_file)
     if os.geteuid() != 0:
         print("tsunagu rehearse: the lab needs root (it creates network namespaces)", file=sys.stderr)
         return 1
     layout = lab.layout(topology)
-    failed = None
+    failed, farm = None, None
     try:
         with Stage(2, stages, "lab up: a network namespace per site, the WAN, trunk links"):
             changes = lab.up(layout, output, estate_file, topology)
@@ -73,58 +81,61 @@ def rehearse(estate_file: str, output: Path, keep: bool) -> int:
                     failed = f"verify failed on {', '.join(bad)}; JUnit in {output / 'verify'}"
         if not failed:
             with Stage(6, stages, "handset farm: every handset registers, the carrier calls every hunt group"):
-                failed = farm_stage(estate, output)
+                farm = runner.start_farm(output, scenario, estate)
+                failed = farm_stage(estate, farm)
+        if not failed:
+            with Stage(7, stages, f"call storm '{scenario.name}': Locust, metrics, SLA gates, report"):
+                if runner.storm(output, estate_file, scenario_file, output / "storm", sla_file=sla_file) != 0:
+                    failed = f"SLA gates breached; see {output / 'storm' / 'report.html'}"
     finally:
+        if farm is not None and not farm.stop():
+            print("WARNING: farm processes were left running", file=sys.stderr)
         if keep:
             print(f"\nthe lab stays up (--keep); take it down with: tsunagu lab down --run-dir {output}")
         else:
-            with Stage(7, stages, "lab down: stop every service, remove every namespace"):
+            with Stage(8, stages, "lab down: stop every service, remove every namespace"):
                 lab.down(output, layout)
     print(f"\nrehearsal {'FAILED: ' + failed if failed else 'passed'}; everything is under {output}")
+    report = output / "storm" / "report.html"
+    if report.exists():
+        print(f"report: {report}")
     return 1 if failed else 0
 
 
-def farm_stage(estate, output: Path, register_timeout_s: float = 180.0) -> str | None:
-    """Start the farm, register the whole staff, place one carrier call to every hunt
-    group's published number, report, stop the farm. Returns a failure, or None.
+def farm_stage(estate, farm) -> str | None:
+    """With the farm started (and waited for), check every staff handset registered and
+    place one carrier call to every hunt group's published number. Returns a failure, or None.
 
     The PBX rings each number's hunt group; "answered" is reported here and gated by the
-    SLA gates of the load tests, not by this stage. Registration of every handset is gated."""
-    from simulator.control import Farm
+    storm's SLA gates, not by this stage. Registration of every handset is gated."""
     from simulator.events import HANDSETS
 
     from .numbering import group_numbers
 
-    carriers = max(1, min(4, -(-len(estate.hunt_groups) // 4)))  # 4 call slots per carrier worker
-    farm = Farm.start(output, on_duty="always", behaviour="answer", delay_scale=0.2, carrier_workers=carriers)
-    try:
-        farm.wait_registered(timeout_s=register_timeout_s)
-        states = farm.redis.hgetall(HANDSETS)
-        registered = sum(1 for p in estate.staff if states.get(p.extension, "").startswith("registered"))
-        print(f"registered {registered} of {len(estate.staff)} staff handsets "
-              f"(policy {farm.settings['policy']}); carrier phones "
-              f"{sum(1 for k, v in states.items() if v.startswith('registered')) - registered}")
-        numbers = {gid: published[0] for gid, published in group_numbers(estate).items()}
-        outcome, batch = {}, 4 * carriers  # never more calls at once than the carrier has slots
-        groups = list(numbers)
-        for start in range(0, len(groups), batch):
-            requests = {gid: farm.dial(numbers[gid], hold_s=2.0) for gid in groups[start:start + batch]}
-            outcome.update({gid: farm.outcome(r, estate.group(gid).ring_limit_seconds + 15)
-                            for gid, r in requests.items()})
-        answered = sum(1 for e in outcome.values() if e and e["type"] == "call_connected")
-        for gid, e in outcome.items():
-            result = "answered" if e and e["type"] == "call_connected" else (
-                f"{e['type']} {e.get('status', '')} {e.get('reason', '')}" if e else "no outcome")
-            print(f"  {gid:<20} {numbers[gid]:<14} {result}")
-        print(f"hunt groups: {len(outcome)} called through the carrier, {answered} answered")
-        bugs = farm.status()["refused_no_slot"]
-        if registered < len(estate.staff) or bugs:
-            return (f"farm: {registered} of {len(estate.staff)} handsets registered, {bugs} calls refused "
-                    f"for lack of a call slot; see {farm.dir}")
-        return None
-    finally:
-        if not farm.stop():
-            print("WARNING: farm processes were left running", file=sys.stderr)
+    carriers = farm.settings["carrier_workers"]
+    states = farm.redis.hgetall(HANDSETS)
+    registered = sum(1 for p in estate.staff if states.get(p.extension, "").startswith("registered"))
+    print(f"registered {registered} of {len(estate.staff)} staff handsets "
+          f"(policy {farm.settings['policy']}); carrier phones "
+          f"{sum(1 for k, v in states.items() if v.startswith('registered')) - registered}")
+    numbers = {gid: published[0] for gid, published in group_numbers(estate).items()}
+    outcome, batch = {}, 4 * carriers  # never more calls at once than the carrier has slots
+    groups = list(numbers)
+    for start in range(0, len(groups), batch):
+        requests = {gid: farm.dial(numbers[gid], hold_s=2.0) for gid in groups[start:start + batch]}
+        outcome.update({gid: farm.outcome(r, estate.group(gid).ring_limit_seconds + 15)
+                        for gid, r in requests.items()})
+    answered = sum(1 for e in outcome.values() if e and e["type"] == "call_connected")
+    for gid, e in outcome.items():
+        result = "answered" if e and e["type"] == "call_connected" else (
+            f"{e['type']} {e.get('status', '')} {e.get('reason', '')}" if e else "no outcome")
+        print(f"  {gid:<20} {numbers[gid]:<14} {result}")
+    print(f"hunt groups: {len(outcome)} called through the carrier, {answered} answered")
+    bugs = farm.status()["refused_no_slot"]
+    if registered < len(estate.staff) or bugs:
+        return (f"farm: {registered} of {len(estate.staff)} handsets registered, {bugs} calls refused "
+                f"for lack of a call slot; see {farm.dir}")
+    return None
 
 
 def _rehearse(args) -> int:
@@ -133,7 +144,7 @@ def _rehearse(args) -> int:
 
     output = Path(args.output) if args.output else default_run_dir(
         load_or_exit(args.estate).municipality.sip_domain)
-    return rehearse(args.estate, output.resolve(), args.keep)
+    return rehearse(args.estate, output.resolve(), args.keep, args.scenario, args.sla)
 
 
 def add_command(sub) -> None:
@@ -146,4 +157,6 @@ def add_command(sub) -> None:
     p.add_argument("estate", nargs="?", default=str(DEFAULT_ESTATE), help="estate YAML file")
     p.add_argument("--output", help="folder for everything the run writes (default: runs/<city>/)")
     p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
+    p.add_argument("--scenario", default="smoke", help="the storm's scenario (default: smoke, about a minute)")
+    p.add_argument("--sla", help="SLA file for the storm's gates (default: loadtests/sla.yaml)")
     p.set_defaults(func=_rehearse)

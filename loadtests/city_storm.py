@@ -1,0 +1,170 @@
+"""A call storm on a rehearsal lab: citizens, staff and outbound calls, paced by Locust.
+
+    locust -f loadtests/city_storm.py --headless --run-dir runs/kinokawa \\
+        --scenario morning-peak -u 6 -r 6 --run-time 90s --csv out/locust --html out/locust.html
+
+The lab must be up and deployed, and its handset farm running (`tsunagu farm start`);
+`tsunagu storm` does all of that and starts Locust itself (also as a master with workers).
+Locust is the pacing clock and the statistics engine; the calls are the farm's pjsua2
+handsets (see farm_link.py). Each kind of caller is `streams` users (the scenario says how
+many), each an independent Poisson arrival stream whose rate follows the scenario's load
+curve, so the offered load does not depend on how long calls take or on how many Locust
+workers share the users. A user's task places a call and returns; the outcome is reported
+when the farm's events bring it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from locust import User, events, task
+
+from loadtests.farm_link import FarmLink
+from tsunagu.estate import load_estate
+from tsunagu.numbering import group_numbers
+from tsunagu.storm.scenario import load_scenario
+
+_state: dict = {}
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser):
+    parser.add_argument("--run-dir", env_var="TSUNAGU_RUN_DIR", default="",
+                        help="the lab's run dir (its farm must be running)")
+    parser.add_argument("--scenario", env_var="TSUNAGU_SCENARIO", default="morning-peak",
+                        help="a built-in scenario name (loadtests/scenarios/) or a scenario YAML file")
+    parser.add_argument("--estate", env_var="TSUNAGU_ESTATE", default="",
+                        help="estate YAML (default: the one the lab was built from)")
+
+
+@events.init.add_listener
+def _init(environment, **_):
+    options = environment.parsed_options
+    if options is None or not options.run_dir:
+        return  # imported for inspection (locust --list), or a worker waiting for the master's options
+    from simulator.control import open_farm
+
+    farm = open_farm(options.run_dir)
+    estate = load_estate(options.estate or farm.settings["estate"])
+    scenario = load_scenario(options.scenario)
+    rates = scenario.rates(estate)
+    numbers = group_numbers(estate)
+    weights = {g.id: g.calls_per_hour for g in estate.hunt_groups if numbers.get(g.id)}
+    if not any(weights.values()):  # an estate without offered loads: every group alike
+        weights = dict.fromkeys(weights, 1.0)
+    sites: dict[str, list[str]] = {}
+    for person in estate.staff:
+        sites.setdefault(estate.site_of(person), []).append(person.extension)
+    from simulator.carrier import public_numbers
+
+    _state.update(
+        environment=environment, estate=estate, scenario=scenario, rates=rates, numbers=numbers,
+        groups=list(weights), weights=list(weights.values()), sites=sites,
+        public=public_numbers(int(farm.settings.get("carrier_workers", 1))),
+        outside=estate.numbering.outside_line_prefix, run_dir=options.run_dir, link=None,
+        cover=random.sample(list(weights), len(weights)) if scenario.citizens.cover_every_group else [],
+    )
+    for cls in (Citizen, StaffCaller, OutboundCaller):
+        cls.fixed_count = scenario.streams if rates[cls.kind] > 0 else 0
+    RegistrationStorms.fixed_count = 1 if scenario.registration_storms else 0
+
+
+def _link() -> FarmLink:
+    if _state.get("link") is None:
+        _state["link"] = FarmLink.open(_state["run_dir"], _state["environment"])
+    return _state["link"]
+
+
+class StormUser(User):
+    """One Poisson arrival stream of one kind of call."""
+
+    abstract = True
+    kind = ""
+
+    def on_start(self):
+        if not _state:
+            raise RuntimeError("city_storm.py needs --run-dir (the lab whose farm is running)")
+        self.link = _link()
+        self.started = _state.setdefault("started", time.monotonic())
+        self.rng = random.Random()
+
+    def wait_time(self):
+        scenario = _state["scenario"]
+        rate = _state["rates"][self.kind] * scenario.multiplier(time.monotonic() - self.started)
+        per_stream = rate / max(1, self.fixed_count)
+        # a stream with no load right now looks again in a second (the curve may rise)
+        return self.rng.expovariate(per_stream) if per_stream > 0 else 1.0
+
+    def hold(self) -> float:
+        return round(self.rng.expovariate(1.0 / _state["scenario"].mean_hold_s()), 2)
+
+    def staff_member(self) -> tuple[str, str]:
+        site = self.rng.choice(list(_state["sites"]))
+        return site, self.rng.choice(_state["sites"][site])
+
+
+class Citizen(StormUser):
+    """A citizen calls a representative or department number through the carrier."""
+
+    kind = "citizen"
+
+    @task
+    def call(self):
+        cover = _state["cover"]
+        gid = cover.pop() if cover else self.rng.choices(_state["groups"], _state["weights"])[0]
+        number = _state["numbers"][gid][0]
+        limit = _state["estate"].group(gid).ring_limit_seconds
+        self.link.place("dial", self.kind, f"citizen:{gid}", limit, to=number.replace("-", ""),
+                        hold_s=self.hold(), group=gid)
+
+
+class StaffCaller(StormUser):
+    """A member of staff calls a colleague at another site."""
+
+    kind = "staff"
+
+    @task
+    def call(self):
+        site, caller = self.staff_member()
+        others = [s for s in _state["sites"] if s != site] or [site]
+        callee = self.rng.choice(_state["sites"][self.rng.choice(others)])
+        if callee == caller:
+            return
+        self.link.place("call", self.kind, "staff:extension", 60, **{"from": caller, "to": callee},
+                        hold_s=self.hold())
+
+
+class OutboundCaller(StormUser):
+    """A member of staff calls out to the public network (outside-line prefix + number)."""
+
+    kind = "outbound"
+
+    @task
+    def call(self):
+        _, caller = self.staff_member()
+        to = _state["outside"] + self.rng.choice(_state["public"])
+        self.link.place("call", self.kind, "outbound:public", 60, **{"from": caller, "to": to},
+                        hold_s=self.hold())
+
+
+class RegistrationStorms(User):
+    """At the scenario's times, every staff handset registers again within `spread_s`."""
+
+    fixed_count = 0
+
+    def on_start(self):
+        self.link = _link()
+        self.started = _state.setdefault("started", time.monotonic())
+        self.storms = sorted(_state["scenario"].registration_storms, key=lambda s: s.at_s)
+
+    def wait_time(self):
+        if not self.storms:
+            return 3600.0
+        return max(0.0, self.storms[0].at_s - (time.monotonic() - self.started))
+
+    @task
+    def storm(self):
+        if self.storms and time.monotonic() - self.started >= self.storms[0].at_s:
+            storm = self.storms.pop(0)
+            self.link.registration_storm(storm.spread_s, watch_s=10.0)
