@@ -145,6 +145,10 @@ def _child(spec: list[dict]) -> None:  # noqa: C901 - one event loop, read top t
     ep.audDevManager().setNullDev()
 
     calls: dict[int, object] = {}  # keep a Python reference to every call until DISCONNECTED
+    # ... and after it, until libDestroy: a pj.Call's destructor hangs up the call *id* it had,
+    # and once the cyclic GC gets to it that id may be a new call's (which then ends at once,
+    # 603, without a callback). Ended calls are therefore only dropped at shutdown.
+    ended: list[object] = []
     timers: list[tuple[float, object]] = []  # (when, action)
     accounts: dict[str, object] = {}
     transferred: list[object] = []  # calls pjsua2 placed for a REFER, before they have an id
@@ -161,6 +165,7 @@ def _child(spec: list[dict]) -> None:  # noqa: C901 - one event loop, read top t
                  reason=info.lastReason, call_id=info.callIdString)
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 calls.pop(info.id, None)
+                ended.append(self)
                 if self in transferred:
                     transferred.remove(self)
             elif self in transferred:
@@ -211,8 +216,8 @@ def _child(spec: list[dict]) -> None:  # noqa: C901 - one event loop, read top t
             op = pj.CallOpParam()
             op.statusCode = 200
             call.answer(op)
-        except pj.Error:
-            pass
+        except pj.Error as e:  # the call may have ended meanwhile
+            emit(ev="error", cmd={"cmd": "answer"}, error=e.info())
 
     for a in spec:
         acfg = pj.AccountConfig()
@@ -274,6 +279,7 @@ def _child(spec: list[dict]) -> None:  # noqa: C901 - one event loop, read top t
     while time.monotonic() < end:
         ep.libHandleEvents(POLL_MS)
     calls.clear()
+    ended.clear()
     transferred.clear()
     accounts.clear()
     ep.libDestroy()

@@ -12,7 +12,9 @@ which order and when (wall-clock times from each process), and the tsunagu_cdr r
 The groups (tiny.yaml): daihyo simultaneous 2000+2001; soumu sequential 2002 (10 s), 2003
 (10 s) then shimin, then the operators; shimin rotation 2004, 2005, 2010; kikaku (pilot 2901)
 tiered 2002+2003 then 2004, 4 s each, then 486; fukushi (pilot 2902) longest idle 2001,
-2002, 2003, 3 s each, then the operators.
+2002, 2003, 3 s each, then the operators. Every group keeps the default schedule (weekdays
+08:30-17:15, closed on holidays); the PBX evaluates it at a pinned moment (tsunagu_meta
+`clock`): a working day at 10:00 unless a test chooses the night or a holiday.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as daytime
+from functools import cached_property
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.pbx_handsets import Account, Handsets
+from tsunagu.calendar import JST, closed_reason, is_open
+from tsunagu.estate import load_estate
 
 pytestmark = pytest.mark.lab
 
@@ -59,18 +66,19 @@ class Lab:
     def trunk_address(self, site: str) -> str:
         return next(t["site_address"] for t in self.inventory["all"]["vars"]["tsunagu_trunks"] if t["site"] == site)
 
-    def sql(self, query: str) -> list[list[str]]:
+    def sql(self, *queries: str) -> list[list[str]]:
+        """The rows of each query, run one after the other in one session."""
         hosts = ",".join(self.address(h) for h in self.inventory["all"]["children"]["postgresql"]["hosts"])
         url = f"postgresql://kamailio@{hosts}/kamailio?target_session_attrs=read-write"
-        out = subprocess.run(["ip", "netns", "exec", self.ns("dc-east"), "psql", "-X", "-tA", "-F", "\t",
-                              "-v", "ON_ERROR_STOP=1", url, "-c", query],
+        out = subprocess.run(["ip", "netns", "exec", self.ns("dc-east"), "psql", "-X", "-qtA", "-F", "\t",
+                              "-v", "ON_ERROR_STOP=1", url, *(a for q in queries for a in ("-c", q))],
                              env=dict(os.environ, PGPASSWORD=self.secrets["services"]["postgres_kamailio"]),
                              capture_output=True, text=True, check=True).stdout
         return [line.split("\t") for line in out.splitlines() if line]
 
     def cdr(self, call_id: str, timeout: float = 5.0) -> dict:
         columns = ["node", "caller", "dialled", "hunt_group", "overflow", "alerted", "answered_by",
-                   "first_alert_ms", "answer_ms", "first_branch_ms", "result", "status"]
+                   "first_alert_ms", "answer_ms", "first_branch_ms", "after_hours", "result", "status"]
         deadline = time.monotonic() + timeout
         while True:
             rows = self.sql(f"SELECT {', '.join(columns)} FROM tsunagu_cdr WHERE call_id = '{call_id}'")
@@ -79,6 +87,37 @@ class Lab:
             time.sleep(0.2)
         assert len(rows) == 1, f"expected one CDR row for {call_id}, got {rows}"
         return dict(zip(columns, rows[0], strict=True))
+
+    @cached_property
+    def estate(self):
+        return load_estate(self.inventory["all"]["vars"]["tsunagu_estate_file"])
+
+    @cached_property
+    def moments(self) -> dict[str, datetime]:
+        """From tomorrow on: a working day at 10:00 ("open"), that day at 20:00 ("night"), and a
+        national holiday on a weekday at 10:00 ("holiday"), by tsunagu.calendar."""
+        schedule, day, found = self.estate.schedules["default"], date.today(), {}
+        while len(found) < 2:
+            day += timedelta(days=1)
+            at = datetime.combine(day, daytime(10), JST)
+            if "open" not in found and is_open(schedule, at):
+                found["open"] = at
+            if day.weekday() < 5 and (closed_reason(schedule, day) or "").startswith("national holiday"):
+                found.setdefault("holiday", at)
+        return found | {"night": found["open"].replace(hour=20)}
+
+    def clock(self) -> str | None:
+        rows = self.sql("SELECT value FROM tsunagu_meta WHERE key = 'clock'")
+        return rows[0][0] if rows else None
+
+    def set_clock(self, moment: datetime | str | None) -> None:
+        """Pin the moment the PBX evaluates schedules at (None: the real time)."""
+        if moment is None:
+            self.sql("DELETE FROM tsunagu_meta WHERE key = 'clock'")
+            return
+        value = moment.isoformat() if isinstance(moment, datetime) else moment
+        self.sql(f"INSERT INTO tsunagu_meta VALUES ('clock', '{value}') "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 
     def kamcmd(self, node: str, *args: str) -> str:
         ctl = f"unix:{self.host(node)['tsunagu_root']}/run/kamailio/kamailio_ctl"
@@ -91,7 +130,7 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(request) -> Lab:
+def lab(request):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     if run_dir := os.environ.get("TSUNAGU_PBX_RUN_DIR"):
@@ -105,7 +144,18 @@ def lab(request) -> Lab:
         run_dir = deployed.run_dir
         inventory = yaml.safe_load(deployed.inventory.read_text())
         secrets = yaml.safe_load(deployed.secrets.read_text())
-    return Lab(run_dir, inventory, secrets)
+    lab = Lab(run_dir, inventory, secrets)
+    before = lab.clock()
+    lab.set_clock(lab.moments["open"])  # office hours, whatever the time of the run
+    yield lab
+    lab.set_clock(before)
+
+
+@pytest.fixture
+def clock(lab):
+    """Set the moment the PBX's schedules are evaluated at, for one test."""
+    yield lab.set_clock
+    lab.set_clock(lab.moments["open"])
 
 
 @pytest.fixture(scope="module")
@@ -377,6 +427,88 @@ def test_abandoned_calls_are_recorded(lab, phones, citizen):
     row = lab.cdr(call_id)
     assert (row["node"], row["result"], row["answered_by"]) == ("dc-west", "abandoned", "")
     assert sorted(row["alerted"].split(",")) == ["2000", "2001"]
+
+
+# ---------------------------------------------------------------- opening hours and holidays
+
+def _literal(value) -> str:
+    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
+def test_schedules_in_postgresql_follow_the_calendar(lab):
+    """tsunagu_is_open() against tsunagu.calendar.is_open, at the edges of the opening hours
+    on every day of the years whose holidays are loaded: the estate's schedule, and a copy
+    with an extra open Saturday and an extra closed working day (loaded in a transaction
+    that is rolled back)."""
+    from tsunagu.pbxdata import schedule_rows
+
+    today = date.today()
+    default = lab.estate.schedules["default"]
+    saturday = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
+    probe = default.model_copy(update={"extra_open_dates": [saturday],
+                                       "extra_closed_dates": [lab.moments["open"].date()]})
+    inserts = [f"INSERT INTO {table} VALUES " + ", ".join("(" + ", ".join(map(_literal, r)) + ")" for r in rows)
+               for table, rows in schedule_rows("probe", probe, today).items() if rows]
+    days = [today + timedelta(days=i) for i in range((date(today.year + 1, 12, 31) - today).days + 1)]
+    times = [daytime(0), daytime(8, 29, 59, 999999), daytime(8, 30), daytime(17, 14, 59, 999999),
+             daytime(17, 15)]
+    query = (
+        "SELECT s, d, tm, tsunagu_is_open(s, (d + tm) AT TIME ZONE 'Asia/Tokyo')"
+        f" FROM unnest(ARRAY[{', '.join(repr(d.isoformat()) for d in days)}]::date[]) d,"
+        f" unnest(ARRAY[{', '.join(repr(t.isoformat()) for t in times)}]::time[]) tm,"
+        " (VALUES ('default'), ('probe')) v(s)")
+    got = {(r[0], r[1], r[2]): r[3] == "t" for r in lab.sql("BEGIN", *inserts, query, "ROLLBACK")}
+    want = {(name, d.isoformat(), t.strftime("%H:%M:%S.%f").removesuffix(".000000")):
+            is_open(schedule, datetime.combine(d, t, JST))
+            for name, schedule in (("default", default), ("probe", probe)) for d in days for t in times}
+    assert len(got) == len(want) and sum(want.values()) > 0
+    assert {k: v for k, v in got.items() if want[k] != v} == {}
+    assert got[("probe", saturday.isoformat(), "08:30:00")]
+    assert not got[("probe", lab.moments["open"].date().isoformat(), "08:30:00")]
+
+
+def test_on_a_holiday_closed_groups_follow_their_overflow_chain(lab, phones, citizen, clock):
+    clock(lab.moments["holiday"])
+    answer(phones, "2000")
+    call_id, started = citizen_calls(lab, citizen, "0736772520", "dc-east")
+    state(citizen, call_id, "CONFIRMED", timeout=10)
+    seen = rang(phones, call_id)
+    # soumu and then shimin are closed (after hours: overflow), the operators ring at once
+    assert [ext for ext, _ in seen] == ["2000"] and seen[0][1] - started < 1.0
+    row = lab.cdr(call_id)
+    assert (row["hunt_group"], row["after_hours"], row["overflow"], row["answered_by"]) == \
+        ("soumu", "soumu:overflow,shimin:overflow", "group:shimin,operator:", "2000")
+
+
+def test_at_night_only_the_phones_taken_home_ring(lab, phones, citizen, clock):
+    clock(lab.moments["night"])
+    answer(phones, "2001")
+    call_id, _ = citizen_calls(lab, citizen, "0736772511", "dc-west")
+    state(citizen, call_id, "CONFIRMED", timeout=10)
+    # daihyo after hours: ring_home_phones; 2001 (a manager) takes the phone home, the operator does not
+    assert [ext for ext, _ in rang(phones, call_id, settle=0.3)] == ["2001"]
+    row = lab.cdr(call_id)
+    assert (row["after_hours"], row["alerted"], row["answered_by"], row["result"]) == \
+        ("daihyo:ring_home_phones", "2001", "2001", "answered")
+
+
+def test_a_closed_group_that_rejects_ends_the_call_at_once(lab, phones, clock):
+    before = lab.sql("SELECT after_hours_action, coalesce(after_hours_parameter, '') FROM tsunagu_hunt_group"
+                     " WHERE id = 'kikaku'")[0]
+    lab.sql("UPDATE tsunagu_hunt_group SET after_hours_action = 'reject', after_hours_parameter = '603'"
+            " WHERE id = 'kikaku'")
+    try:
+        clock(lab.moments["night"])
+        call_id, started = call(phones["2010"], f"sip:2901@{lab.domain}")
+        end = state(phones["2010"], call_id, "DISCONNECTED", timeout=5)
+        assert end["code"] == 603 and end["t"] - started < 1.0
+        assert rang(phones, call_id, settle=0.3) == []
+        row = lab.cdr(call_id)
+        assert (row["hunt_group"], row["after_hours"], row["status"], row["result"]) == \
+            ("kikaku", "kikaku:reject:603", "603", "overflowed")
+    finally:
+        lab.sql(f"UPDATE tsunagu_hunt_group SET after_hours_action = '{before[0]}',"
+                f" after_hours_parameter = nullif('{before[1]}', '') WHERE id = 'kikaku'")
 
 
 # ---------------------------------------------------------------- operator and island phones

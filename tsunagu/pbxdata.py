@@ -12,7 +12,7 @@ import hashlib
 from datetime import date
 
 from .calendar import closed_dates
-from .model import Estate, Service
+from .model import AfterHoursAction, Estate, Schedule, Service
 from .numbering import destinations, presentable_numbers
 
 # table -> [(column, SQL type)]; every table is replaced as a whole on each load.
@@ -37,10 +37,14 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "tsunagu_did": [("number", "text primary key"), ("e164", "text not null"),
                     ("group_id", "text"), ("published_as", "text"), ("trunks", "text not null"),
                     ("porting", "text not null")],
+    # A schedule (Asia/Tokyo): each weekday's hours (0 = Monday; none = closed that weekday),
+    # whole closed days (national holidays, municipal closed days, extra closed dates) of
+    # this year and the next, and extra open dates. tsunagu_is_open() reads them.
     "tsunagu_hours": [("schedule", "text not null"), ("weekday", "integer not null"),
                       ("opens", "time not null"), ("closes", "time not null")],
     "tsunagu_closed_day": [("schedule", "text not null"), ("day", "date not null"),
                            ("reason", "text not null")],
+    "tsunagu_open_day": [("schedule", "text not null"), ("day", "date not null")],
     "tsunagu_caller_id": [("extension", "text not null"), ("number", "text not null"),
                           ("is_default", "boolean not null")],
     "tsunagu_trunk": [("id", "text primary key"), ("carrier", "text not null"), ("site", "text not null"),
@@ -60,7 +64,9 @@ STATE_TABLES: dict[str, list[tuple[str, str]]] = {
                     ("result", "text not null"), ("status", "integer"),
                     ("recorded_at", "timestamptz not null default now()"),
                     # the PBX's own processing time: the INVITE in to its first branch out (ms, µs resolution)
-                    ("first_branch_ms", "double precision")],
+                    ("first_branch_ms", "double precision"),
+                    # groups found closed and the after-hours action each took: "soumu:overflow,..."
+                    ("after_hours", "text")],
     # rotation (輪番) pointer: the position of the member who answered last, shared by every node
     "tsunagu_rotation": [("group_id", "text primary key"), ("last_position", "integer not null"),
                          ("updated_at", "timestamptz not null default now()")],
@@ -83,22 +89,57 @@ BUSY_GUARD = "12 hours"
 
 # The hunt logic that is data, not code: which members ring in which step, for how long.
 # Kamailio (route[HUNT]) asks once per hunt group and gets one text:
-#   "<ring limit s>|<step>:<extension>:<ring s>,<step>:<extension>:<ring s>,..."
+#   "<ring limit s>|<step>:<extension>:<ring s>,<step>:<extension>:<ring s>,...|<hours>"
+# <hours> is "open", or the group is closed now (its schedule, holidays) and it is the
+# group's after-hours action: "overflow" (no step: straight to the overflow chain),
+# "ring_home_phones" (the steps hold only members who take their phone home; then the chain),
+# "announcement:<name>" or "reject:<status>" (no step; Kamailio ends the call).
 # Busy members are left out when the group skips busy members; Kamailio itself leaves out
-# members with no registration. `via` is the group whose overflow asked for the operators.
+# members with no registration. `via` is the group whose overflow asked for the operators;
+# the operators have no schedule of their own and ring whenever a chain reaches them.
 FUNCTIONS_SQL = f"""\
+-- The moment schedules are evaluated at: now(), or the deployment's pinned `clock`
+-- (tsunagu_meta; Ansible's pbx_data_clock, or a test), so a rehearsal can choose the hour.
+CREATE OR REPLACE FUNCTION tsunagu_now() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce((SELECT value::timestamptz FROM tsunagu_meta WHERE key = 'clock'), now())
+$$;
+
+-- Is schedule s open at a moment, in Japan's time? As tsunagu/calendar.py is_open(): not a
+-- whole closed day, and within the weekday's hours (opens <= t < closes); an extra open
+-- date on a weekday without hours keeps the first weekday's hours.
+CREATE OR REPLACE FUNCTION tsunagu_is_open(s text, at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  WITH t AS (
+    SELECT local::date AS day, local::time AS clock, extract(isodow FROM local)::int - 1 AS weekday
+      FROM (SELECT at AT TIME ZONE 'Asia/Tokyo' AS local) l
+  ), hours AS (
+    SELECT h.opens, h.closes FROM tsunagu_hours h, t
+     WHERE h.schedule = s AND h.weekday = coalesce(
+             (SELECT w.weekday FROM tsunagu_hours w WHERE w.schedule = s AND w.weekday = t.weekday),
+             (SELECT min(w.weekday) FROM tsunagu_hours w WHERE w.schedule = s
+                 AND EXISTS (SELECT FROM tsunagu_open_day o WHERE o.schedule = s AND o.day = t.day)))
+  )
+  SELECT NOT EXISTS (SELECT FROM tsunagu_closed_day c, t WHERE c.schedule = s AND c.day = t.day)
+     AND EXISTS (SELECT FROM hours, t WHERE t.clock >= hours.opens AND t.clock < hours.closes)
+$$;
+
 CREATE OR REPLACE FUNCTION tsunagu_hunt_plan(g text, via text DEFAULT NULL) RETURNS text
 LANGUAGE sql STABLE AS $$
   WITH grp AS (
-    SELECT id, strategy, ring_limit_seconds, default_ring_seconds, skip_busy
+    SELECT id, strategy, ring_limit_seconds, default_ring_seconds, skip_busy,
+           CASE WHEN tsunagu_is_open(schedule, tsunagu_now()) THEN 'open'
+                ELSE after_hours_action || coalesce(':' || after_hours_parameter, '') END AS hours
       FROM tsunagu_hunt_group WHERE id = g
     UNION ALL
-    SELECT '@operator', 'simultaneous', h.default_ring_seconds, h.default_ring_seconds, h.skip_busy
+    SELECT '@operator', 'simultaneous', h.default_ring_seconds, h.default_ring_seconds, h.skip_busy, 'open'
       FROM tsunagu_hunt_group h WHERE g = '@operator' AND h.id = via
   ), members AS (
-    SELECT m.position, m.extension, m.tier, m.ring_seconds FROM tsunagu_hunt_member m WHERE m.group_id = g
+    SELECT m.position, m.extension, m.tier, m.ring_seconds,
+           coalesce((SELECT s.takes_phone_home FROM tsunagu_staff s WHERE s.extension = m.extension), false) AS home
+      FROM tsunagu_hunt_member m WHERE m.group_id = g
     UNION ALL
-    SELECT row_number() OVER (ORDER BY s.extension)::int, s.extension, 1, 0
+    SELECT row_number() OVER (ORDER BY s.extension)::int, s.extension, 1, 0, s.takes_phone_home
       FROM tsunagu_staff s WHERE g = '@operator' AND s.role = 'operator'
   ), m AS (
     SELECT members.*, grp.*,
@@ -123,9 +164,11 @@ LANGUAGE sql STABLE AS $$
              ELSE ring_seconds
            END AS seconds
       FROM m WHERE NOT (skip_busy AND busy)
+                   AND (hours = 'open' OR (hours = 'ring_home_phones' AND home))
   )
   SELECT (SELECT ring_limit_seconds FROM grp) || '|'
          || coalesce(string_agg(step || ':' || extension || ':' || seconds, ',' ORDER BY step, position), '')
+         || '|' || (SELECT hours FROM grp)
     FROM ordered
    WHERE EXISTS (SELECT 1 FROM grp)
 $$;
@@ -171,7 +214,8 @@ def rows(estate: Estate, today: date | None = None) -> dict[str, list[tuple]]:
         out["tsunagu_caller_id"] += [(p.extension, n, i == 0) for i, n in enumerate(numbers)]
     for g in estate.hunt_groups:
         after = g.after_hours
-        parameter = after.announcement or (str(after.reject) if after.reject else None)
+        parameter = {AfterHoursAction.ANNOUNCEMENT: after.announcement,
+                     AfterHoursAction.REJECT: str(after.reject)}.get(after.action)
         out["tsunagu_hunt_group"].append((
             g.id, g.name, g.strategy.value, g.pilot_extension, g.ring_limit_seconds,
             g.default_ring_seconds, g.skip_busy, g.schedule, after.action.value, parameter,
@@ -188,16 +232,25 @@ def rows(estate: Estate, today: date | None = None) -> dict[str, list[tuple]]:
         out["tsunagu_did"].append((d.number, "+81" + d.number[1:], group, d.published_as,
                                    ",".join(d.trunks), d.porting))
     for name, schedule in estate.schedules.items():
-        for weekday, day in enumerate(_WEEKDAYS):
-            if hours := schedule.hours.get(day):
-                out["tsunagu_hours"].append((name, weekday, hours[0].isoformat(), hours[1].isoformat()))
-        for year in (today.year, today.year + 1):
-            out["tsunagu_closed_day"] += [(name, d.isoformat(), why) for d, why in closed_dates(schedule, year)]
+        for table, table_rows in schedule_rows(name, schedule, today).items():
+            out[table] += table_rows
     for t in estate.trunks:
         out["tsunagu_trunk"].append((t.id, t.carrier, t.site, t.role, t.channels))
     for position, site in enumerate(estate.placement.sites_for(Service.PBX), start=1):
         out["tsunagu_pbx_node"].append((site, position))
     return out
+
+
+def schedule_rows(name: str, schedule: Schedule, today: date) -> dict[str, list[tuple]]:
+    """A schedule's rows: weekday hours, the closed days of this year and the next (holidays
+    come from the calendar, so the data is rebuilt, and reloaded, at least once a year), and
+    extra open dates. A day past the loaded years still follows the weekday hours."""
+    hours = [(name, weekday, h[0].isoformat(), h[1].isoformat())
+             for weekday, day in enumerate(_WEEKDAYS) if (h := schedule.hours.get(day))]
+    closed = [(name, d.isoformat(), why) for year in (today.year, today.year + 1)
+              for d, why in closed_dates(schedule, year)]
+    return {"tsunagu_hours": hours, "tsunagu_closed_day": closed,
+            "tsunagu_open_day": [(name, d.isoformat()) for d in sorted(set(schedule.extra_open_dates))]}
 
 
 def subscriber_rows(estate: Estate, handset_passwords: dict[str, str]) -> list[tuple]:
