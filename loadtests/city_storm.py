@@ -51,6 +51,7 @@ def _init(environment, **_):
     rates = scenario.rates(estate)
     numbers = group_numbers(estate)
     weights = {g.id: g.calls_per_hour for g in estate.hunt_groups if numbers.get(g.id)}
+    pilots = {g.id: g.pilot_extension for g in estate.hunt_groups if g.pilot_extension and g.id not in weights}
     if not any(weights.values()):  # an estate without offered loads: every group alike
         weights = dict.fromkeys(weights, 1.0)
     sites: dict[str, list[str]] = {}
@@ -63,7 +64,9 @@ def _init(environment, **_):
         groups=list(weights), weights=list(weights.values()), sites=sites,
         public=public_numbers(int(farm.settings.get("carrier_workers", 1))),
         outside=estate.numbering.outside_line_prefix, run_dir=options.run_dir, link=None,
-        cover=random.sample(list(weights), len(weights)) if scenario.citizens.cover_every_group else [],
+        pilots=pilots,
+        cover=random.sample([*weights, *pilots], len(weights) + len(pilots))
+        if scenario.citizens.cover_every_group else [],
     )
     for cls in (Citizen, StaffCaller, OutboundCaller):
         cls.fixed_count = scenario.streams if rates[cls.kind] > 0 else 0
@@ -113,8 +116,13 @@ class Citizen(StormUser):
     def call(self):
         cover = _state["cover"]
         gid = cover.pop() if cover else self.rng.choices(_state["groups"], _state["weights"])[0]
-        number = _state["numbers"][gid][0]
         limit = _state["estate"].group(gid).ring_limit_seconds
+        if gid in _state["pilots"]:  # a group with no published number: staff reach it by its pilot
+            _, caller = self.staff_member()
+            self.link.place("call", "staff", f"staff:{gid}", limit, **{"from": caller, "to": _state["pilots"][gid]},
+                            hold_s=self.hold(), group=gid)
+            return
+        number = _state["numbers"][gid][0]
         self.link.place("dial", self.kind, f"citizen:{gid}", limit, to=number.replace("-", ""),
                         hold_s=self.hold(), group=gid)
 

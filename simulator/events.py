@@ -60,7 +60,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
 COMMON = ("type", "t", "wall", "worker")
 
 
-def event(kind: str, worker: str, **fields) -> dict[str, str]:
+def event(kind: str, worker: str, /, **fields) -> dict[str, str]:
     if kind not in SCHEMA:
         raise ValueError(f"unknown event type {kind!r}")
     out = {"type": kind, "t": f"{time.monotonic():.6f}", "wall": f"{time.time():.6f}", "worker": worker}
@@ -94,7 +94,7 @@ class Sink:
         self.pending: list[dict[str, str]] = []
         self.states: dict[str, str] = {}
 
-    def emit(self, kind: str, **fields) -> dict[str, str]:
+    def emit(self, kind: str, /, **fields) -> dict[str, str]:
         entry = event(kind, self.worker, **fields)
         self.pending.append(entry)
         return entry

@@ -36,7 +36,7 @@ def _storm(args) -> int:
     output = Path(args.output or run_dir / "storm" / args.scenario.replace("/", "_")).resolve()
     print(f"estate {estate.municipality.name}: {len(estate.staff)} staff, {len(estate.hunt_groups)} hunt groups")
     return runner.storm(run_dir, estate_file, args.scenario, output, sla_file=args.sla,
-                        locust_workers=args.locust_workers, web=args.web)
+                        locust_workers=args.locust_workers, web=args.web, behaviour=args.behaviour)
 
 
 def add_command(sub) -> None:
@@ -53,5 +53,7 @@ def add_command(sub) -> None:
     p.add_argument("--sla", help="SLA file (default: loadtests/sla.yaml)")
     p.add_argument("--output", help="folder for the storm's files (default: <run dir>/storm/<scenario>)")
     p.add_argument("--locust-workers", type=int, default=0, help="run Locust as a master with N workers")
+    p.add_argument("--behaviour", choices=("answer", "profiles"), default="answer",
+                   help="answer: every free handset answers (the SLA's view); profiles: people as in life")
     p.add_argument("--web", action="store_true", help="Locust's web UI on 127.0.0.1:8089 instead of headless")
     p.set_defaults(func=_storm)

@@ -41,8 +41,13 @@ def carrier_workers_for(scenario: Scenario, estate) -> int:
     return max(1, min(32, math.ceil(1.5 * concurrent / CARRIER_SLOTS)))
 
 
-def start_farm(run_dir: Path, scenario: Scenario, estate) -> Farm:
-    farm = Farm.start(run_dir, on_duty="always", hold_scale=1.0 / scenario.time_scale,
+def start_farm(run_dir: Path, scenario: Scenario, estate, behaviour: str = "answer") -> Farm:
+    """The farm for a storm: on duty all day, hold times compressed like the arrivals.
+
+    `answer` (the default) has every handset answer after its profile's delay unless it is
+    on another call, so every failed call is the system's, which is what the SLA's SER gate
+    judges; `profiles` lets people be away or decline, as in life (then SEER is the figure)."""
+    farm = Farm.start(run_dir, on_duty="always", behaviour=behaviour, hold_scale=1.0 / scenario.time_scale,
                       carrier_workers=carrier_workers_for(scenario, estate), count_retransmissions=True)
     print(f"farm started: {farm.settings['carrier_workers']} carrier workers; waiting for registrations", flush=True)
     got = farm.wait_registered(timeout_s=300)
@@ -124,7 +129,7 @@ def _generator_pids(farm: Farm, procs: list[subprocess.Popen]):
 
 
 def storm(run_dir: Path, estate_file: str, scenario_file: str, output: Path, *, sla_file: str | None = None,
-          locust_workers: int = 0, web: bool = False, keep_farm: bool = False) -> int:
+          locust_workers: int = 0, web: bool = False, behaviour: str = "answer") -> int:
     from ..estate import load_estate
     from ..secrets import ensure_secrets
     from .scenario import load_scenario
@@ -139,7 +144,7 @@ def storm(run_dir: Path, estate_file: str, scenario_file: str, output: Path, *, 
     except FarmError:
         started_here = True
     if started_here:
-        farm = start_farm(run_dir, scenario, estate)
+        farm = start_farm(run_dir, scenario, estate, behaviour)
     try:
         expected = {k: round(v) for k, v in scenario.expected_calls(estate).items()}
         print(f"storm '{scenario.name}': {scenario.duration_s:.0f} s, about {expected} calls; "
@@ -174,7 +179,7 @@ def storm(run_dir: Path, estate_file: str, scenario_file: str, output: Path, *, 
         n_cdrs = capture.export_cdrs(run_dir, password, start_wall - 1.0, output / "cdrs.csv")
         print(f"copied {n_events} farm events and {n_cdrs} CDR rows", flush=True)
     finally:
-        if started_here and not keep_farm:
+        if started_here:
             farm.stop()
     return report(output, estate, sla, sampler.samples, locust_warned, procs[0].returncode,
                   run={"estate": estate_file, "scenario": scenario.name, "scenario_file": str(scenario_file),
