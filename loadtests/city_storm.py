@@ -1,7 +1,10 @@
 """A call storm on a rehearsal lab: citizens, staff and outbound calls, paced by Locust.
 
     locust -f loadtests/city_storm.py --headless --run-dir runs/kinokawa \\
-        --scenario morning-peak -u 6 -r 6 --run-time 90s --csv out/locust --html out/locust.html
+        --scenario morning-peak -u 16 -r 16 --run-time 300s --csv out/locust --html out/locust.html
+
+(-u only needs to be at least the scenario's streams per kind of caller times the kinds,
+plus one for registration storms; the scenario, not -u, sets how many users run.)
 
 The lab must be up and deployed, and its handset farm running (`tsunagu farm start`);
 `tsunagu storm` does all of that and starts Locust itself (also as a master with workers).
@@ -71,6 +74,9 @@ def _init(environment, **_):
     for cls in (Citizen, StaffCaller, OutboundCaller):
         cls.fixed_count = scenario.streams if rates[cls.kind] > 0 else 0
     RegistrationStorms.fixed_count = 1 if scenario.registration_storms else 0
+    # only the scenario's streams run, whatever -u says: a class left with fixed_count 0
+    # would otherwise take the spare users by weight and add arrival streams of its own
+    environment.user_classes = [c for c in environment.user_classes if c.fixed_count > 0]
 
 
 def _link() -> FarmLink:
@@ -118,7 +124,9 @@ class Citizen(StormUser):
         gid = cover.pop() if cover else self.rng.choices(_state["groups"], _state["weights"])[0]
         limit = _state["estate"].group(gid).ring_limit_seconds
         if gid in _state["pilots"]:  # a group with no published number: staff reach it by its pilot
-            _, caller = self.staff_member()
+            members = {m.staff for m in _state["estate"].group(gid).members}
+            callers = [p.extension for p in _state["estate"].staff if p.id not in members]
+            caller = self.rng.choice(callers or [self.staff_member()[1]])
             self.link.place("call", "staff", f"staff:{gid}", limit, **{"from": caller, "to": _state["pilots"][gid]},
                             hold_s=self.hold(), group=gid)
             return

@@ -3,9 +3,11 @@ lab down, and nothing left behind. Needs root and the Debian services (bin/setup
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -45,13 +47,23 @@ def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(lab_tmp):
     estate.write_text((DATA / "tiny.yaml").read_text().replace("10.251.0.0/16", POOL))
     output = tmp_path / "run"
     env = dict(os.environ, TSUNAGU_SECRETS_DIR=str(tmp_path / "secrets"))
-    proc = subprocess.run([sys.executable, "-m", "tsunagu.cli", "rehearse", str(estate), "--output", str(output)],
+    proc = subprocess.run([sys.executable, "-m", "tsunagu.cli", "rehearse", str(estate), "--output", str(output),
+                           "--scenario", str(DATA / "tiny-storm.yaml")],
                           capture_output=True, text=True, env=env, timeout=1500, check=False)
     log = proc.stdout[-8000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, log
     assert "rehearsal passed" in proc.stdout, log
     assert "deploy again: a second run must change nothing" in proc.stdout
     assert (output / "verify" / "dc-east.xml").exists()
+    storm = output / "storm"
+    assert f"report: {storm / 'report.html'}" in proc.stdout
+    gates = ET.parse(storm / "gates.xml").getroot()
+    assert int(gates.get("tests")) >= 8 and "failure" not in (storm / "gates.xml").read_text()
+    metrics = json.loads((storm / "metrics.json").read_text())
+    assert set(metrics["groups"]) == {"daihyo", "soumu", "shimin", "kikaku", "fukushi"}
+    assert all(g["offered"] >= 1 for g in metrics["groups"].values()), "the storm rings every group"
+    assert metrics["registration"]["successes"] >= 7, "the registration storm re-registered every handset"
+    assert (storm / "locust_stats.csv").exists() and (storm / "locust.html").exists()
     secrets = tmp_path / "secrets" / "shiken.tsunagu.test.yaml"
     assert oct(secrets.stat().st_mode & 0o777) == "0o600"
     assert not lab_namespaces()

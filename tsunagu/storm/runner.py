@@ -48,6 +48,7 @@ def start_farm(run_dir: Path, scenario: Scenario, estate, behaviour: str = "answ
     on another call, so every failed call is the system's, which is what the SLA's SER gate
     judges; `profiles` lets people be away or decline, as in life (then SEER is the figure)."""
     farm = Farm.start(run_dir, on_duty="always", behaviour=behaviour, hold_scale=1.0 / scenario.time_scale,
+                      delay_scale=scenario.answer_delay_scale,
                       carrier_workers=carrier_workers_for(scenario, estate), count_retransmissions=True)
     print(f"farm started: {farm.settings['carrier_workers']} carrier workers; waiting for registrations", flush=True)
     got = farm.wait_registered(timeout_s=300)

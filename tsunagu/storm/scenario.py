@@ -56,6 +56,9 @@ class Scenario(Strict):
     staff: PerStaff = PerStaff(per_staff_per_hour=0.5)
     outbound: PerStaff = PerStaff(per_staff_per_hour=0.2)
     hold_s: float = Field(default=120.0, gt=0, description="mean hold time at full scale")
+    answer_delay_scale: float = Field(
+        default=1.0, gt=0, le=1, description="x the farm's answer delays (push wake-up, reaching for the "
+        "phone); below 1 only for estates whose ring steps are shorter than people take to answer")
     load: list[LoadPoint] = Field(default_factory=lambda: [LoadPoint(at_s=0, x=1)], min_length=1)
     registration_storms: list[RegistrationStorm] = Field(default_factory=list)
 
