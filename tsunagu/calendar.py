@@ -6,7 +6,7 @@ come from the maintained `holidays` library, never from a typed list.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -65,3 +65,15 @@ def closed_dates(schedule: Schedule, year: int) -> list[tuple[date, str]]:
             out.append((day, reason))
         day = date.fromordinal(day.toordinal() + 1)
     return out
+
+
+def next_office_hour(schedule: Schedule, after: datetime, into_day: timedelta = timedelta(hours=1)) -> datetime:
+    """The first open day's opening time plus `into_day` (JST) at or after `after`'s day:
+    the moment a rehearsal pins the PBX's clock to so a storm meets the day's routing."""
+    day = after.astimezone(JST).date()
+    for n in range(366):
+        candidate = day + timedelta(days=n)
+        if closed_reason(schedule, candidate) is None:
+            opens = schedule.hours.get(_WEEKDAYS[candidate.weekday()]) or next(h for h in schedule.hours.values() if h)
+            return datetime.combine(candidate, opens[0], JST) + into_day
+    raise ValueError("the schedule is closed every day of a year")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from .plan import plan as make_plan
@@ -55,7 +56,7 @@ def rehearse(estate_file: str, output: Path, keep: bool, scenario_file: str = "s
         print("tsunagu rehearse: the lab needs root (it creates network namespaces)", file=sys.stderr)
         return 1
     layout = lab.layout(topology)
-    failed, farm = None, None
+    failed, farm, cleanup = None, None, ExitStack()
     try:
         with Stage(2, stages, "lab up: a network namespace per site, the WAN, trunk links"):
             changes = lab.up(layout, output, estate_file, topology)
@@ -80,6 +81,7 @@ def rehearse(estate_file: str, output: Path, keep: bool, scenario_file: str = "s
                 if bad:
                     failed = f"verify failed on {', '.join(bad)}; JUnit in {output / 'verify'}"
         if not failed:
+            cleanup.enter_context(runner.office_hours(output, estate, scenario.office_hours))
             with Stage(6, stages, "handset farm: every handset registers, the carrier calls every hunt group"):
                 farm = runner.start_farm(output, scenario, estate)
                 failed = farm_stage(estate, farm)
@@ -88,6 +90,10 @@ def rehearse(estate_file: str, output: Path, keep: bool, scenario_file: str = "s
                 if runner.storm(output, estate_file, scenario_file, output / "storm", sla_file=sla_file) != 0:
                     failed = f"SLA gates breached; see {output / 'storm' / 'report.html'}"
     finally:
+        try:
+            cleanup.close()
+        except Exception as exc:  # the lab may be too broken to put the clock back; it goes down anyway
+            print(f"WARNING: {exc}", file=sys.stderr)
         if farm is not None and not farm.stop():
             print("WARNING: farm processes were left running", file=sys.stderr)
         if keep:

@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from simulator import events
@@ -54,6 +56,28 @@ def start_farm(run_dir: Path, scenario: Scenario, estate, behaviour: str = "answ
     got = farm.wait_registered(timeout_s=300)
     print(f"{got} handsets and carrier phones registered", flush=True)
     return farm
+
+
+@contextmanager
+def office_hours(run_dir: Path, estate, pin: bool = True):
+    """Pin the PBX's clock to the estate's next office hour for the block, then put back
+    what was there (a pinned moment, or the real time)."""
+    from ..calendar import next_office_hour
+    from ..secrets import ensure_secrets
+
+    if not pin:
+        yield None
+        return
+    db = capture.PbxDatabase(run_dir, ensure_secrets(estate)["services"]["postgres_kamailio"])
+    before = db.clock()
+    schedule = estate.schedules.get("default") or next(iter(estate.schedules.values()))
+    moment = next_office_hour(schedule, datetime.now().astimezone()).isoformat()
+    db.pin_clock(moment)
+    print(f"the PBX's clock reads {moment} (office hours) for opening-hours routing", flush=True)
+    try:
+        yield moment
+    finally:
+        db.pin_clock(before)
 
 
 def _free_port() -> int:
@@ -139,49 +163,50 @@ def storm(run_dir: Path, estate_file: str, scenario_file: str, output: Path, *, 
     scenario = load_scenario(scenario_file)
     sla = _load_sla(sla_file)
     output.mkdir(parents=True, exist_ok=True)
-    try:
-        farm = open_farm(run_dir)
-        started_here = not farm.running()
-    except FarmError:
-        started_here = True
-    if started_here:
-        farm = start_farm(run_dir, scenario, estate, behaviour)
-    try:
-        expected = {k: round(v) for k, v in scenario.expected_calls(estate).items()}
-        print(f"storm '{scenario.name}': {scenario.duration_s:.0f} s, about {expected} calls; "
-              f"{scenario.streams} Locust users per kind, {locust_workers or 'no'} Locust workers", flush=True)
-        since_id = farm.redis.xinfo_stream(events.STREAM)["last-generated-id"]
-        start_wall = time.time()
-        commands = locust_commands(run_dir, str(Path(estate_file).resolve()), str(Path(scenario_file)),
-                                   scenario, output, locust_workers, web)
-        log = open(output / "locust.out", "ab")
-        procs = [subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-                 for cmd in commands]
-        log.close()
-        sampler = generator.CpuSampler(_generator_pids(farm, procs)).start()
-        progress = Progress(farm.redis, since_id)
-        t0 = time.monotonic()
-        while procs[0].poll() is None:
-            try:
-                procs[0].wait(PROGRESS_EVERY_S)
-            except subprocess.TimeoutExpired:
-                progress.update()
-                s = sampler.latest()
-                cpu = (f"; generator {100 * s.generator_cores:.0f} % of a core, machine {100 * s.machine:.0f} %"
-                       if s else "")
-                print(f"  {time.monotonic() - t0:5.0f} s  {progress.line()}{cpu}", flush=True)
-        for p in procs[1:]:
-            p.wait(30)
-        _drain(progress, estate)
-        sampler.stop()
-        locust_warned = "CPU usage above" in _read(output / "locust.log") + _read(output / "locust.out")
-        n_events = capture.export_events(farm.redis, since_id, output / "events.jsonl")
-        password = ensure_secrets(estate)["services"]["postgres_kamailio"]
-        n_cdrs = capture.export_cdrs(run_dir, password, start_wall - 1.0, output / "cdrs.csv")
-        print(f"copied {n_events} farm events and {n_cdrs} CDR rows", flush=True)
-    finally:
+    with office_hours(run_dir, estate, scenario.office_hours):
+        try:
+            farm = open_farm(run_dir)
+            started_here = not farm.running()
+        except FarmError:
+            started_here = True
         if started_here:
-            farm.stop()
+            farm = start_farm(run_dir, scenario, estate, behaviour)
+        try:
+            expected = {k: round(v) for k, v in scenario.expected_calls(estate).items()}
+            print(f"storm '{scenario.name}': {scenario.duration_s:.0f} s, about {expected} calls; "
+                  f"{scenario.streams} Locust users per kind, {locust_workers or 'no'} Locust workers", flush=True)
+            since_id = farm.redis.xinfo_stream(events.STREAM)["last-generated-id"]
+            start_wall = time.time()
+            commands = locust_commands(run_dir, str(Path(estate_file).resolve()), str(Path(scenario_file)),
+                                       scenario, output, locust_workers, web)
+            log = open(output / "locust.out", "ab")
+            procs = [subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+                     for cmd in commands]
+            log.close()
+            sampler = generator.CpuSampler(_generator_pids(farm, procs)).start()
+            progress = Progress(farm.redis, since_id)
+            t0 = time.monotonic()
+            while procs[0].poll() is None:
+                try:
+                    procs[0].wait(PROGRESS_EVERY_S)
+                except subprocess.TimeoutExpired:
+                    progress.update()
+                    s = sampler.latest()
+                    cpu = (f"; generator {100 * s.generator_cores:.0f} % of a core, machine {100 * s.machine:.0f} %"
+                           if s else "")
+                    print(f"  {time.monotonic() - t0:5.0f} s  {progress.line()}{cpu}", flush=True)
+            for p in procs[1:]:
+                p.wait(30)
+            _drain(progress, estate)
+            sampler.stop()
+            locust_warned = "CPU usage above" in _read(output / "locust.log") + _read(output / "locust.out")
+            n_events = capture.export_events(farm.redis, since_id, output / "events.jsonl")
+            db = capture.PbxDatabase(run_dir, ensure_secrets(estate)["services"]["postgres_kamailio"])
+            n_cdrs = db.export_cdrs(start_wall - 1.0, output / "cdrs.csv")
+            print(f"copied {n_events} farm events and {n_cdrs} CDR rows", flush=True)
+        finally:
+            if started_here:
+                farm.stop()
     return report(output, estate, sla, sampler.samples, locust_warned, procs[0].returncode,
                   run={"estate": estate_file, "scenario": scenario.name, "scenario_file": str(scenario_file),
                        "started": start_wall, "locust_workers": locust_workers, "run_dir": str(run_dir),

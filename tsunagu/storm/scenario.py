@@ -59,6 +59,9 @@ class Scenario(Strict):
     answer_delay_scale: float = Field(
         default=1.0, gt=0, le=1, description="x the farm's answer delays (push wake-up, reaching for the "
         "phone); below 1 only for estates whose ring steps are shorter than people take to answer")
+    office_hours: bool = Field(
+        default=True, description="pin the PBX's clock to the estate's next office hour for the storm, so a "
+        "rehearsal at night or on a holiday meets the day's routing; false = the real time")
     load: list[LoadPoint] = Field(default_factory=lambda: [LoadPoint(at_s=0, x=1)], min_length=1)
     registration_storms: list[RegistrationStorm] = Field(default_factory=list)
 
