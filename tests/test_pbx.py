@@ -421,12 +421,18 @@ def test_busy_and_unregistered_members_are_skipped_at_once(lab, phones, citizen)
 
 def test_abandoned_calls_are_recorded(lab, phones, citizen):
     call_id, _ = citizen_calls(lab, citizen, "0736772511", "dc-west")
-    phones["2000"].wait_for(lambda e: e["ev"] == "incoming" and e["call_id"] == call_id)
+    for ext in ("2000", "2001"):
+        state(phones[ext], call_id, "EARLY", timeout=5)  # its 180 is on the way
+    state(citizen, call_id, "EARLY", timeout=5)  # a 180 came through the PBX
     citizen.send(cmd="hangup")
-    state(phones["2000"], call_id, "DISCONNECTED", timeout=5)
+    for ext in ("2000", "2001"):
+        state(phones[ext], call_id, "DISCONNECTED", timeout=5)
     row = lab.cdr(call_id)
     assert (row["node"], row["result"], row["answered_by"]) == ("dc-west", "abandoned", "")
-    assert sorted(row["alerted"].split(",")) == ["2000", "2001"]
+    # "alerted" lists the members whose 180 reached the PBX before the CANCEL; the second
+    # one's may still cross the WAN when the caller gives up
+    alerted = row["alerted"].split(",")
+    assert alerted and set(alerted) <= {"2000", "2001"} and len(set(alerted)) == len(alerted)
 
 
 # ---------------------------------------------------------------- opening hours and holidays

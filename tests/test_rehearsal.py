@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+PREFIX = "tr-"  # apart from developers' labs (tsu-) and other tests' labs
 POOL = "10.253.0.0/16"  # apart from developers' labs (10.251/16) and test_lab.py (10.252/16)
 
 pytestmark = [
@@ -23,7 +24,7 @@ pytestmark = [
 
 def lab_namespaces() -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith("tsu-")]
+    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -40,7 +41,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(lab_tmp):
-    assert not lab_namespaces(), "a tsu-* lab is already up; take it down before running this test"
+    assert not lab_namespaces(), f"a {PREFIX}* lab is already up; take it down before running this test"
     tmp_path = lab_tmp / "rehearsal"
     tmp_path.mkdir()
     estate = tmp_path / "tiny.yaml"
@@ -48,7 +49,7 @@ def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(lab_tmp):
     output = tmp_path / "run"
     env = dict(os.environ, TSUNAGU_SECRETS_DIR=str(tmp_path / "secrets"))
     proc = subprocess.run([sys.executable, "-m", "tsunagu.cli", "rehearse", str(estate), "--output", str(output),
-                           "--scenario", str(DATA / "tiny-storm.yaml")],
+                           "--scenario", str(DATA / "tiny-storm.yaml"), "--prefix", PREFIX],
                           capture_output=True, text=True, env=env, timeout=1500, check=False)
     log = proc.stdout[-8000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, log
@@ -68,4 +69,4 @@ def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(lab_tmp):
     assert oct(secrets.stat().st_mode & 0o777) == "0o600"
     assert not lab_namespaces()
     assert not processes_mentioning(str(output)), "processes of the run are still alive"
-    assert not list(Path("/etc/netns").glob("tsu-*"))
+    assert not list(Path("/etc/netns").glob(f"{PREFIX}*"))

@@ -161,9 +161,14 @@ def test_the_rehearsal_stage_registers_the_staff_and_calls_every_group(lab_run_d
     from tsunagu.estate import load_estate
     from tsunagu.rehearse import farm_stage
 
-    assert not farm.running()  # the module's farm is stopped by now; the stage starts its own
+    assert not farm.running()  # the module's farm is stopped by now; the stage gets its own
     estate = load_estate(json.loads((lab_run_dir / "lab-state.json").read_text())["estate"])
-    assert farm_stage(estate, lab_run_dir) is None
+    stage_farm = Farm.start(lab_run_dir, on_duty="always", behaviour="answer", delay_scale=0.2)
+    try:
+        stage_farm.wait_registered(timeout_s=60)
+        assert farm_stage(estate, stage_farm) is None
+    finally:
+        assert stage_farm.stop()
     out = capsys.readouterr().out
     assert "registered 7 of 7 staff handsets" in out
     published = [g for g in estate.hunt_groups if g.answers]

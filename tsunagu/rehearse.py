@@ -37,7 +37,7 @@ class Stage:
 
 
 def rehearse(estate_file: str, output: Path, keep: bool, scenario_file: str = "smoke",
-             sla_file: str | None = None) -> int:
+             sla_file: str | None = None, prefix: str | None = None) -> int:
     from . import lab, verify
     from .cli import load_or_exit
     from .deploy import run_playbook
@@ -55,7 +55,7 @@ def rehearse(estate_file: str, output: Path, keep: bool, scenario_file: str = "s
     if os.geteuid() != 0:
         print("tsunagu rehearse: the lab needs root (it creates network namespaces)", file=sys.stderr)
         return 1
-    layout = lab.layout(topology)
+    layout = lab.layout(topology, prefix or lab.DEFAULT_PREFIX)
     failed, farm, cleanup = None, None, ExitStack()
     try:
         with Stage(2, stages, "lab up: a network namespace per site, the WAN, trunk links"):
@@ -150,7 +150,7 @@ def _rehearse(args) -> int:
 
     output = Path(args.output) if args.output else default_run_dir(
         load_or_exit(args.estate).municipality.sip_domain)
-    return rehearse(args.estate, output.resolve(), args.keep, args.scenario, args.sla)
+    return rehearse(args.estate, output.resolve(), args.keep, args.scenario, args.sla, args.prefix)
 
 
 def add_command(sub) -> None:
@@ -165,4 +165,6 @@ def add_command(sub) -> None:
     p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
     p.add_argument("--scenario", default="smoke", help="the storm's scenario (default: smoke, about a minute)")
     p.add_argument("--sla", help="SLA file for the storm's gates (default: loadtests/sla.yaml)")
+    p.add_argument("--prefix", help="name prefix of the lab's namespaces (default: tsu-), so two labs can "
+                   "run side by side")
     p.set_defaults(func=_rehearse)
