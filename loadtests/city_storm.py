@@ -117,6 +117,12 @@ class Citizen(StormUser):
     """A citizen calls a representative or department number through the carrier."""
 
     kind = "citizen"
+    COVER_EVERY_S = 1.0
+
+    def wait_time(self):
+        # the covering calls go out at a steady pace whatever the arrival rate, so even a
+        # storm shorter than the mean gap between arrivals reaches every group
+        return self.COVER_EVERY_S if _state["cover"] else super().wait_time()
 
     @task
     def call(self):

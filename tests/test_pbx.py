@@ -398,6 +398,16 @@ def test_longest_idle_rings_the_member_idle_longest_first(lab, phones):
     assert lab.cdr(call_id)["answered_by"] == "2001"
 
 
+def test_a_member_calling_their_own_group_is_not_rung(lab, phones):
+    answer(phones, "2003")
+    call_id, started = call(phones["2002"], f"sip:2900@{lab.domain}")  # soumu: 2002 first, then 2003
+    state(phones["2002"], call_id, "CONFIRMED", timeout=10)
+    seen = rang(phones, call_id)
+    assert [ext for ext, _ in seen] == ["2003"]
+    assert seen[0][1] - started < 2.0  # at once, not after 2002's 10 s
+    assert lab.cdr(call_id)["alerted"] == "2003"
+
+
 def test_busy_and_unregistered_members_are_skipped_at_once(lab, phones, citizen):
     # 2002 is on a call with the operator; 2003 has no registration
     answer(phones, "2002")

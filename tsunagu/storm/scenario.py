@@ -28,8 +28,8 @@ KINDS = ("citizen", "staff", "outbound")
 class Citizens(Strict):
     scale: float = Field(default=1.0, ge=0, description="x each hunt group's calls_per_hour")
     cover_every_group: bool = Field(
-        default=False, description="the first citizen calls go to every group once (in random order), so a "
-        "short storm measures every group's gates; then each group at its share of the load")
+        default=False, description="the first citizen calls go to every group once (in random order, one a second "
+        "per stream), so a short storm measures every group's gates; then each group at its share of the load")
 
 
 class PerStaff(Strict):
