@@ -60,14 +60,17 @@ def _init(environment, **_):
     sites: dict[str, list[str]] = {}
     for person in estate.staff:
         sites.setdefault(estate.site_of(person), []).append(person.extension)
+    from simulator.assignment import assign
     from simulator.carrier import public_numbers
+
+    workers = assign(estate).workers if pilots else ()
 
     _state.update(
         environment=environment, estate=estate, scenario=scenario, rates=rates, numbers=numbers,
         groups=list(weights), weights=list(weights.values()), sites=sites,
         public=public_numbers(int(farm.settings.get("carrier_workers", 1))),
         outside=estate.numbering.outside_line_prefix, run_dir=options.run_dir, link=None,
-        pilots=pilots,
+        pilots=pilots, pilot_callers={gid: _pilot_callers(estate, gid, workers) for gid in pilots},
         cover=random.sample([*weights, *pilots], len(weights) + len(pilots))
         if scenario.citizens.cover_every_group else [],
     )
@@ -77,6 +80,18 @@ def _init(environment, **_):
     # only the scenario's streams run, whatever -u says: a class left with fixed_count 0
     # would otherwise take the spare users by weight and add arrival streams of its own
     environment.user_classes = [c for c in environment.user_classes if c.fixed_count > 0]
+
+
+def _pilot_callers(estate, gid: str, workers) -> list[str]:
+    """Staff who may call group `gid` by its pilot: not members, and where possible on a farm
+    worker that holds no member (two handsets of one pjsua endpoint on both ends of a call
+    is the farm's artefact, not a city's)."""
+    members = {m.staff for m in estate.group(gid).members}
+    extensions = {p.extension for p in estate.staff if p.id in members}
+    callers = [p.extension for p in estate.staff if p.id not in members]
+    apart = [e for w in workers if not extensions & set(w.extensions)
+             for e in w.extensions if e in callers]
+    return apart or callers
 
 
 def _link() -> FarmLink:
@@ -130,9 +145,7 @@ class Citizen(StormUser):
         gid = cover.pop() if cover else self.rng.choices(_state["groups"], _state["weights"])[0]
         limit = _state["estate"].group(gid).ring_limit_seconds
         if gid in _state["pilots"]:  # a group with no published number: staff reach it by its pilot
-            members = {m.staff for m in _state["estate"].group(gid).members}
-            callers = [p.extension for p in _state["estate"].staff if p.id not in members]
-            caller = self.rng.choice(callers or [self.staff_member()[1]])
+            caller = self.rng.choice(_state["pilot_callers"][gid] or [self.staff_member()[1]])
             self.link.place("call", "staff", f"staff:{gid}", limit, **{"from": caller, "to": _state["pilots"][gid]},
                             hold_s=self.hold(), group=gid)
             return

@@ -1,9 +1,12 @@
 """Which handsets share a worker process.
 
-A worker has 8 accounts but only 4 call slots. A group that rings its members together
-must not find more of them on one worker than that worker can ring at once, so members of
-a simultaneous (or tiered) group are spread: at most `share` of them per worker (default 2,
-which leaves slots for calls the other handsets are already on). Groups that ring one
+A worker has 8 accounts but only 4 call slots, and one pjsua endpoint for them all. A group
+that rings its members together sends them branches of one call: the same Call-ID, From tag
+and CSeq. Two of those arriving at one endpoint are a merged request to pjsip (RFC 3261
+§8.2.2.2): it answers the second 482 and that member never rings (seen in a storm: a
+simultaneous group's two members on one worker, one alerted). So members of a simultaneous
+(or tiered) group are spread: at most `share` of them per worker (default 1; more would
+also crowd the worker's call slots). Groups that ring one
 member at a time still ring one member per waiting caller, so they are held to the call
 slots (4 per worker). Handsets are assigned per site (a worker lives in one
 site's namespace), most constrained first, first fit; the result is deterministic, so every
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 
 ACCOUNTS_PER_WORKER = 8  # PJSUA_MAX_ACC in the pjsua2 wheels
 CALL_SLOTS = 4  # PJSUA_MAX_CALLS
-SIMULTANEOUS_SHARE = 2
+SIMULTANEOUS_SHARE = 1
 RINGS_TOGETHER = ("simultaneous", "tiered")
 
 

@@ -32,6 +32,7 @@ CALL_SLOTS = 4
 IDLE_POLL_MS = 100
 BUSY_POLL_MS = 10
 FLUSH_EVERY_S = 0.1
+CALLEE_GRACE_S = 5.0
 _USER = re.compile(r"sip:([^@;>]+)@")
 _RETRANSMITTED = re.compile(r"msg (\S+?)/cseq")  # "Request msg INVITE/cseq=..", "Response msg 200/INVITE/cseq=.."
 
@@ -304,7 +305,10 @@ class Worker:
         self.sink.emit("answered", handset=call.handset.extension, call_id=call.sip_call_id,
                        hold=f"{hold_s:.2f}")
         if hold_s > 0:
-            self.later(hold_s, lambda: self.hang_up(call))
+            # the caller hangs up after its own hold, normally first; ours is the backstop
+            # for a caller that never does. Both BYEs at once (glare) between two handsets of
+            # one worker left the callee's BYE unanswered and the handset busy for Timer F
+            self.later(hold_s + CALLEE_GRACE_S, lambda: self.hang_up(call))
 
     def hang_up(self, call: FarmCall) -> None:
         if call.done:
@@ -319,7 +323,10 @@ class Worker:
 
     def finished(self, call: FarmCall) -> None:
         self.calls.pop(id(call), None)
-        self.graveyard.append(call)  # dropped from the loop, never inside pjsua's callback
+        # kept until pjsua is destroyed: the wheel's Call destructor hangs up whatever call
+        # holds its id by then, and pjsua reuses ids, so a finished call collected later
+        # (say when its hold timer lets go of it) would end a stranger's call
+        self.graveyard.append(call)
 
     def place_call(self, cmd: dict) -> None:
         handset = self.handsets.get(cmd["from"])
@@ -462,7 +469,6 @@ class Worker:
                 _, _, fn = heapq.heappop(self.timers)
                 fn()
             self.read_commands()
-            self.graveyard.clear()
             if now - last_flush >= FLUSH_EVERY_S or len(self.sink.pending) > 200:
                 self.sink.flush()
                 last_flush = now
@@ -474,7 +480,6 @@ class Worker:
         deadline = time.monotonic() + 1.0
         while self.calls and time.monotonic() < deadline:
             self.ep.libHandleEvents(10)
-        self.graveyard.clear()
         self.calls.clear()
         self.sink.emit("worker_stopped")
         try:
@@ -485,6 +490,7 @@ class Worker:
             h.shutdown()
         self.handsets.clear()
         self.ep.libDestroy()
+        self.graveyard.clear()
 
 
 def _die_with_parent() -> None:

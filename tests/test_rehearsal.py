@@ -49,7 +49,8 @@ def test_rehearsal_of_tiny_estate_passes_and_leaves_nothing(lab_tmp):
     output = tmp_path / "run"
     env = dict(os.environ, TSUNAGU_SECRETS_DIR=str(tmp_path / "secrets"))
     proc = subprocess.run([sys.executable, "-m", "tsunagu.cli", "rehearse", str(estate), "--output", str(output),
-                           "--scenario", str(DATA / "tiny-storm.yaml"), "--prefix", PREFIX],
+                           "--scenario", str(DATA / "tiny-storm.yaml"), "--sla", str(DATA / "tiny-sla.yaml"),
+                           "--prefix", PREFIX],
                           capture_output=True, text=True, env=env, timeout=1500, check=False)
     log = proc.stdout[-8000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, log

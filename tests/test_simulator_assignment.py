@@ -31,7 +31,7 @@ def test_a_simultaneous_group_of_twenty_is_spread(write_estate, tiny_text):
     assert violations(layout) == []
     for w in layout.workers:
         members = [e for e in w.extensions if "big" in layout.handsets[e].groups]
-        assert len(members) <= 2 < CALL_SLOTS, w
+        assert len(members) <= 1, w  # two branches of one call at one pjsua endpoint: 482 for one
         assert len(w.extensions) <= ACCOUNTS_PER_WORKER
 
 
