@@ -64,3 +64,21 @@ def test_assignment_is_deterministic_and_shards_partition_it():
     assert sorted(held) == sorted(layout.handsets)
     with pytest.raises(ValueError):
         layout.shard(3, 3)
+
+
+def test_the_farm_stage_never_asks_a_worker_to_ring_more_than_its_slots():
+    from collections import Counter
+
+    from tsunagu.numbering import group_numbers
+    from tsunagu.rehearse import call_batches
+
+    estate = load_estate(TINY.parent.parent.parent / "examples" / "small-city.yaml")
+    groups = list(group_numbers(estate))
+    layout = assign(estate)
+    batches = call_batches(estate, groups, lines=8)
+    assert sorted(g for b in batches for g in b) == sorted(groups)
+    for batch in batches:
+        assert len(batch) <= 8
+        load = Counter(w for gid in batch for w in {layout.worker_of(estate.person(m.staff).extension).id
+                                                    for m in estate.group(gid).members})
+        assert max(load.values()) <= CALL_SLOTS

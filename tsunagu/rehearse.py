@@ -108,6 +108,27 @@ def rehearse(estate_file: str, output: Path, keep: bool, scenario_file: str = "s
     return 1 if failed else 0
 
 
+def call_batches(estate, groups: list[str], lines: int) -> list[list[str]]:
+    """Groups to call at once, batch by batch: at most `lines` calls (the carrier's call
+    slots), and no farm worker asked to ring more of its handsets than it has call slots
+    (each call may take one slot on every worker that holds a member of its group)."""
+    from simulator.assignment import CALL_SLOTS, assign
+
+    worker_of = {e: w.id for w in assign(estate).workers for e in w.extensions}
+    batches: list[tuple[list[str], dict[str, int]]] = []
+    for gid in groups:
+        rung = {worker_of[estate.person(m.staff).extension] for m in estate.group(gid).members}
+        fit = next((b for b in batches if len(b[0]) < lines
+                    and all(b[1].get(w, 0) < CALL_SLOTS for w in rung)), None)
+        if fit is None:
+            fit = ([], {})
+            batches.append(fit)
+        fit[0].append(gid)
+        for w in rung:
+            fit[1][w] = fit[1].get(w, 0) + 1
+    return [b[0] for b in batches]
+
+
 def farm_stage(estate, farm) -> str | None:
     """With the farm started (and waited for), check every staff handset registered and
     place one carrier call to every hunt group's published number. Returns a failure, or None.
@@ -125,10 +146,9 @@ def farm_stage(estate, farm) -> str | None:
           f"(policy {farm.settings['policy']}); carrier phones "
           f"{sum(1 for k, v in states.items() if v.startswith('registered')) - registered}")
     numbers = {gid: published[0] for gid, published in group_numbers(estate).items()}
-    outcome, batch = {}, 4 * carriers  # never more calls at once than the carrier has slots
-    groups = list(numbers)
-    for start in range(0, len(groups), batch):
-        requests = {gid: farm.dial(numbers[gid], hold_s=2.0) for gid in groups[start:start + batch]}
+    outcome = {}
+    for batch in call_batches(estate, list(numbers), lines=4 * carriers):
+        requests = {gid: farm.dial(numbers[gid], hold_s=2.0) for gid in batch}
         outcome.update({gid: farm.outcome(r, estate.group(gid).ring_limit_seconds + 15)
                         for gid, r in requests.items()})
     answered = sum(1 for e in outcome.values() if e and e["type"] == "call_connected")
