@@ -68,6 +68,7 @@ def _init(environment, **_):
     _state.update(
         environment=environment, estate=estate, scenario=scenario, rates=rates, numbers=numbers,
         groups=list(weights), weights=list(weights.values()), sites=sites,
+        staff=[(site, ext) for site, extensions in sites.items() for ext in extensions],
         public=public_numbers(int(farm.settings.get("carrier_workers", 1))),
         outside=estate.numbering.outside_line_prefix, run_dir=options.run_dir, link=None,
         pilots=pilots, pilot_callers={gid: _pilot_callers(estate, gid, workers) for gid in pilots},
@@ -123,9 +124,14 @@ class StormUser(User):
     def hold(self) -> float:
         return round(self.rng.expovariate(1.0 / _state["scenario"].mean_hold_s()), 2)
 
-    def staff_member(self) -> tuple[str, str]:
-        site = self.rng.choice(list(_state["sites"]))
-        return site, self.rng.choice(_state["sites"][site])
+    def staff_member(self, elsewhere: str = "") -> tuple[str, str]:
+        """(site, extension) of a member of staff on no call, anywhere or off site `elsewhere`
+        (any, after a few tries: a storm heavier than the city's staff still goes out)."""
+        for _ in range(20):
+            site, ext = self.rng.choice(_state["staff"])
+            if site != elsewhere and not self.link.busy(ext):
+                break
+        return site, ext
 
 
 class Citizen(StormUser):
@@ -145,7 +151,9 @@ class Citizen(StormUser):
         gid = cover.pop() if cover else self.rng.choices(_state["groups"], _state["weights"])[0]
         limit = _state["estate"].group(gid).ring_limit_seconds
         if gid in _state["pilots"]:  # a group with no published number: staff reach it by its pilot
-            caller = self.rng.choice(_state["pilot_callers"][gid] or [self.staff_member()[1]])
+            callers = _state["pilot_callers"][gid]
+            caller = self.rng.choice([c for c in callers if not self.link.busy(c)] or callers
+                                     or [self.staff_member()[1]])
             self.link.place("call", "staff", f"staff:{gid}", limit, **{"from": caller, "to": _state["pilots"][gid]},
                             hold_s=self.hold(), group=gid)
             return
@@ -162,8 +170,7 @@ class StaffCaller(StormUser):
     @task
     def call(self):
         site, caller = self.staff_member()
-        others = [s for s in _state["sites"] if s != site] or [site]
-        callee = self.rng.choice(_state["sites"][self.rng.choice(others)])
+        _, callee = self.staff_member(elsewhere=site if len(_state["sites"]) > 1 else "")
         if callee == caller:
             return
         self.link.place("call", self.kind, "staff:extension", 60, **{"from": caller, "to": callee},
@@ -178,7 +185,8 @@ class OutboundCaller(StormUser):
     @task
     def call(self):
         _, caller = self.staff_member()
-        to = _state["outside"] + self.rng.choice(_state["public"])
+        free = [n for n in _state["public"] if not self.link.busy(n)] or _state["public"]
+        to = _state["outside"] + self.rng.choice(free)
         self.link.place("call", self.kind, "outbound:public", 60, **{"from": caller, "to": to},
                         hold_s=self.hold())
 

@@ -58,6 +58,11 @@ class FarmLink:
     by_call_id: dict[str, str] = field(default_factory=dict)
     watch_registrations_until: float = 0.0
     last_id: str = "$"
+    # handsets on a call, by the event stream (handset -> its Call-IDs), and the ones a
+    # command of ours is about to put on one, so a storm calls free handsets: the farm
+    # answers every call, and a busy callee's 486 would be the generator's doing
+    on_call: dict[str, set[str]] = field(default_factory=dict)
+    reserved: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, run_dir: str, environment) -> FarmLink:
@@ -75,7 +80,11 @@ class FarmLink:
     def place(self, op: str, kind: str, name: str, limit_s: float, **fields) -> str:
         request = self.farm.command(op, kind=kind, **fields)
         self.pending[request] = Pending(kind, name, time.monotonic(), limit_s + OUTCOME_TIMEOUT_S)
+        self.reserved[request] = tuple(fields[k] for k in ("from", "to") if k in fields)
         return request
+
+    def busy(self, handset: str) -> bool:
+        return bool(self.on_call.get(handset)) or any(handset in r for r in self.reserved.values())
 
     def registration_storm(self, spread_s: float, watch_s: float) -> None:
         self.watch_registrations_until = time.monotonic() + spread_s + watch_s
@@ -101,6 +110,10 @@ class FarmLink:
     def _handle(self, e: dict[str, str]) -> None:
         kind = e["type"]
         request = e.get("request", "")
+        if kind in ("call_placed", "invite_received"):
+            self.on_call.setdefault(e["handset"], set()).add(e["call_id"])
+        elif kind in ("bye", "call_failed", "rejected"):
+            self.on_call.get(e.get("handset", ""), set()).discard(e.get("call_id", ""))
         if kind == "call_placed" and request in self.pending:
             p = self.pending[request]
             p.placed, p.call_id = float(e["t"]), e["call_id"]
@@ -133,6 +146,7 @@ class FarmLink:
                 self._report("REGISTER", "storm", 0, f"{e.get('status')} {e.get('reason', '')}")
 
     def _done(self, request: str) -> Pending:
+        self.reserved.pop(request, None)
         p = self.pending.pop(request)
         self.by_call_id.pop(p.call_id, None)
         return p
