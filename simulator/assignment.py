@@ -15,6 +15,7 @@ shard of a sharded farm computes the same assignment and takes its own slice of 
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -92,15 +93,29 @@ def assign(estate, accounts: int = ACCOUNTS_PER_WORKER, slots: int = CALL_SLOTS,
         by_site[h.site].append(h)
     workers: list[WorkerSpec] = []
     for site in sorted(by_site):
-        bins: list[tuple[list[str], Counter]] = []
-        for h in sorted(by_site[site], key=constraint):
-            fit = next((b for b in bins if len(b[0]) < accounts
-                        and all(b[1][g] < limits[g] for g in h.groups)), None)
-            if fit is None:
-                fit = ([], Counter())
-                bins.append(fit)
+        people = sorted(by_site[site], key=constraint)
+        at_site = Counter(g for h in people for g in h.groups)
+        # as few workers as the accounts and the spreading allow, made up front, so the
+        # members of ringing-together groups can be spread over all of them: first fit
+        # would stack one member of every big group on the same first workers, and a few
+        # calls to different groups at once would take all of those workers' call slots
+        count = max([math.ceil(len(people) / accounts)]
+                    + [math.ceil(n / limits[g]) for g, n in at_site.items() if limits[g] < slots])
+        bins: list[tuple[list[str], Counter]] = [([], Counter()) for _ in range(count)]
+
+        def rings(b: tuple[list[str], Counter]) -> int:
+            return sum(n for g, n in b[1].items() if limits[g] < slots)
+
+        for h in people:
+            fits = [b for b in bins if len(b[0]) < accounts and all(b[1][g] < limits[g] for g in h.groups)]
+            if not fits:
+                fits = [([], Counter())]
+                bins.append(fits[0])
+            fit = min(fits, key=lambda b: (rings(b), len(b[0]))) if any(limits[g] < slots for g in h.groups) \
+                else fits[0]
             fit[0].append(h.extension)
             fit[1].update(h.groups)
+        bins = [b for b in bins if b[0]]
         workers += [WorkerSpec(f"{site}-{n:03d}", site, n, tuple(sorted(exts)))
                     for n, (exts, _) in enumerate(bins)]
     return Assignment(tuple(workers), {h.extension: h for h in everyone}, limits)

@@ -37,8 +37,10 @@ PROGRESS_EVERY_S = 10.0
 
 
 def carrier_workers_for(scenario: Scenario, estate) -> int:
-    """Enough citizen lines for the scenario's peak: arrivals x (ringing + hold), with room."""
-    peak = scenario.rates(estate)["citizen"] * max(p.x for p in scenario.load)
+    """Enough carrier lines for the scenario's peak, citizens' calls out and staff's calls in
+    sharing them: arrivals x (ringing + hold), with room."""
+    rates = scenario.rates(estate)
+    peak = (rates["citizen"] + rates["outbound"]) * max(p.x for p in scenario.load)
     concurrent = peak * (scenario.mean_hold_s() + TYPICAL_RING_S)
     return max(1, min(32, math.ceil(1.5 * concurrent / CARRIER_SLOTS)))
 
