@@ -239,7 +239,9 @@ class Handset(pj.Account):
                                    takes_phone_home=self.spec.get("takes_phone_home", False),
                                    forced=self.forced, hold_scale=w.hold_scale,
                                    realistic=w.behaviour == "profiles")
-        if other_calls and decision.action == profiles.ANSWER:
+        if other_calls and decision.action == profiles.ANSWER and w.behaviour == "profiles":
+            # people on a call let another ring out or decline it; in `answer` mode the
+            # handset takes it (call waiting) so a callee's busy is never the generator's
             decision = profiles.Decision(profiles.BUSY, reason="on another call")
         if decision.status:
             w.sink.emit("rejected", handset=self.extension, call_id=call.sip_call_id, status=decision.status,

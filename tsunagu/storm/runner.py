@@ -48,8 +48,8 @@ def carrier_workers_for(scenario: Scenario, estate) -> int:
 def start_farm(run_dir: Path, scenario: Scenario, estate, behaviour: str = "answer") -> Farm:
     """The farm for a storm: on duty all day, hold times compressed like the arrivals.
 
-    `answer` (the default) has every handset answer after its profile's delay unless it is
-    on another call, so every failed call is the system's, which is what the SLA's SER gate
+    `answer` (the default) has every handset answer after its profile's delay, on another
+    call or not (call waiting), so every failed call is the system's, which is what the SLA's SER gate
     judges; `profiles` lets people be away or decline, as in life (then SEER is the figure)."""
     farm = Farm.start(run_dir, on_duty="always", behaviour=behaviour, hold_scale=1.0 / scenario.time_scale,
                       delay_scale=scenario.answer_delay_scale,
@@ -127,6 +127,8 @@ class Progress:
             for entry_id, e in batch:
                 self.cursor = entry_id
                 kind = e["type"]
+                if kind == "call_failed" and e.get("direction") == "in":
+                    continue  # a member's branch ended (another answered, the caller gave up): not a failed call
                 if kind in self.counts:
                     self.counts[kind] += 1
                 if kind == "call_placed":
