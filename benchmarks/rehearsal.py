@@ -58,7 +58,8 @@ def main() -> int:
     parser.add_argument("--prefix", default="tb-")
     args = parser.parse_args()
     estate = load_estate(args.estate)
-    run_dir = Path(tempfile.mkdtemp(prefix="tsunagu-bench-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="tsunagu-bench-", dir="/tmp"))
+    run_dir.chmod(0o755)  # services run as their own users (postgres, etcd) and read it
     env = dict(os.environ, TSUNAGU_SECRETS_DIR=str(run_dir / "secrets"))
     cli = [sys.executable, "-m", "tsunagu.cli"]
     where = ["--run-dir", str(run_dir / "run")]

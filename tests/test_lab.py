@@ -251,7 +251,9 @@ def test_rtt_matches_the_estates_delay(built, a, b):
     median = statistics.median(rtts)
     assert min(rtts) >= expected - jitter - 0.3, out  # released at most 0.1 ms early per pass
     assert expected - 0.5 <= median <= expected + 2.0, (expected, median, out)
-    assert max(rtts) <= expected + jitter + 10, out
+    # the slowest few may also wait for a busy machine (a CI box running a whole test suite
+    # stalled one ping by 60 ms); the 90th percentile may not
+    assert sorted(rtts)[int(0.9 * len(rtts))] <= expected + jitter + 10, out
 
 
 def _read_state(built):

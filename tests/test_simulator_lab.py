@@ -112,8 +112,6 @@ def test_an_outbound_call_reaches_the_carrier_which_records_the_caller_id(farm):
     assert got and got["handset"] == public_number(0, 1) and got["caller_id"]
 
 
-@pytest.mark.xfail(reason="once (2026-11-22) the call after `available` had no outcome within 30 s; "
-                   "not yet explained, see the farm logs kept in /tmp/tf-farm-lab-last", strict=False)
 def test_a_handset_set_to_dnd_refuses_then_answers_again(farm):
     farm.wait_registered(timeout_s=60)
     farm.set_state("2004", "dnd")
