@@ -119,6 +119,7 @@ def test_a_handset_set_to_dnd_refuses_then_answers_again(farm):
     outcome = farm.outcome(farm.call("2005", "2004"), timeout_s=30)
     assert outcome["type"] == "call_failed" and outcome["status"] == "480", outcome
     farm.set_state("2004", "available")
+    assert farm.wait_for("state_set", handset="2004", state="available", timeout_s=5)
     outcome = farm.outcome(farm.call("2005", "2004", hold_s=0.5), timeout_s=30)
     assert outcome["type"] == "call_connected", outcome
 
