@@ -90,8 +90,9 @@ def _pilot_callers(estate, gid: str, workers) -> list[str]:
     members = {m.staff for m in estate.group(gid).members}
     extensions = {p.extension for p in estate.staff if p.id in members}
     callers = [p.extension for p in estate.staff if p.id not in members]
+    allowed = set(callers)
     apart = [e for w in workers if not extensions & set(w.extensions)
-             for e in w.extensions if e in callers]
+             for e in w.extensions if e in allowed]
     return apart or callers
 
 
