@@ -19,33 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from farm_registration import cpu_seconds, farm_pids  # noqa: E402
+
 from simulator.control import Farm  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def farm_pids(farm: Farm) -> list[int]:
-    mark = str(farm.dir).encode()
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if mark in (p / "cmdline").read_bytes():
-                    out.append(int(p.name))
-            except OSError:
-                continue
-    return out
-
-
-def cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError):
-            pass
-    return total / TICK
 
 
 def wakeups(pid: int) -> dict[str, int]:
@@ -66,10 +42,10 @@ def main() -> int:
     try:
         registered = farm.wait_registered(timeout_s=300)
         pids = farm_pids(farm)
-        workers = [p for p in pids if b"simulator.worker" in Path(f"/proc/{p}/cmdline").read_bytes()][:3]
-        c0, w0, t0 = cpu_s(pids), {p: wakeups(p) for p in workers}, time.monotonic()
+        workers = [w["pid"] for w in farm.workers().values()][:3]
+        c0, w0, t0 = cpu_seconds(pids), {p: wakeups(p) for p in workers}, time.monotonic()
         time.sleep(args.seconds)  # the measurement window
-        c1, w1, dt = cpu_s(pids), {p: wakeups(p) for p in workers}, time.monotonic() - t0
+        c1, w1, dt = cpu_seconds(pids), {p: wakeups(p) for p in workers}, time.monotonic() - t0
         print(f"{registered} handsets registered; {len(pids)} farm processes; idle for {dt:.0f} s: "
               f"farm CPU {100 * (c1 - c0) / dt:.1f} % of one core; load average {os.getloadavg()[0]:.2f}")
         for p in workers:

@@ -49,11 +49,12 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from farm_registration import cpu_seconds, pss_mb  # noqa: E402
+
 from simulator.control import Farm, FarmError, open_farm  # noqa: E402
 from tsunagu.estate import load_estate  # noqa: E402
 from tsunagu.storm.runner import storm  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 SER_TARGET = 99.9
 KEEP_UP = 0.9  # a step must reach this share of its asked rate (Poisson arrivals vary ~5 % over 20 s)
 
@@ -87,27 +88,6 @@ def pbx_pids(run_dir: Path) -> tuple[list[int], list[int]]:
         grew = bool(new)
     kamailio = [pid for pid in roots if procs[pid][1].startswith("/usr/sbin/kamailio")]
     return kamailio, sorted(everything)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError):
-            pass
-    return total / TICK
-
-
-def pss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-    return total / 1024
 
 
 def memory_gb() -> tuple[float, float]:
