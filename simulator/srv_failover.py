@@ -60,16 +60,17 @@ def order(targets: list[Target], rng: random.Random) -> list[Target]:
     return out
 
 
-def resolve(domain: str, transport: str = "udp", attempts: int = 4) -> list[Target]:
-    """SRV then A lookups through this namespace's resolv.conf (the lab's DNS servers),
-    retried with backoff: a site starting hundreds of workers may find its DNS slow."""
+def resolve(domain: str, nameservers: list[str], transport: str = "udp", attempts: int = 4) -> list[Target]:
+    """SRV then A lookups at the lab's DNS servers (the ones the site's resolv.conf lists;
+    named here because a forked worker keeps its supervisor's /etc), retried with backoff:
+    a site starting hundreds of workers may find its DNS slow."""
     import time
 
     import dns.exception
 
     for attempt in range(attempts):
         try:
-            return _resolve(domain, transport)
+            return _resolve(domain, nameservers, transport)
         except dns.exception.Timeout:
             if attempt == attempts - 1:
                 raise
@@ -77,10 +78,11 @@ def resolve(domain: str, transport: str = "udp", attempts: int = 4) -> list[Targ
     return []
 
 
-def _resolve(domain: str, transport: str) -> list[Target]:
+def _resolve(domain: str, nameservers: list[str], transport: str) -> list[Target]:
     import dns.resolver
 
-    resolver = dns.resolver.Resolver()
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = nameservers
     resolver.lifetime = 5.0
     out = []
     for rr in resolver.resolve(f"_sip._{transport}.{domain}", "SRV"):

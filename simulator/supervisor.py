@@ -2,8 +2,8 @@
 namespace, keeps them running, routes commands to them, and ends every one of them.
 
 It runs inside the lab's WAN namespace (so `tsunagu lab down`, which ends every process in
-the lab's namespaces, can never leave a farm behind) and starts each worker with
-`ip netns exec <prefix><site>`. A worker that dies is reported (`worker_crashed`) and
+the lab's namespaces, can never leave a farm behind) and forks each worker into its
+site's namespace (simulator/forked.py). A worker that dies is reported (`worker_crashed`) and
 started again (`worker_restarted`); its handsets register again on their own. SIGTERM or
 SIGINT (Ctrl-C) stops the farm: every worker is asked to stop, then SIGTERM, then SIGKILL.
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from . import events
 from .assignment import assign
+from .forked import ForkedWorker
 
-REPO = Path(__file__).resolve().parent.parent
 RESTART_DELAY_S = 1.0
 MAX_RESTARTS = 20
 STOP_GRACE_S = 10.0
@@ -43,7 +43,7 @@ class Child:
     config: Path
     extensions: tuple[str, ...]
     registering: int = 0
-    proc: subprocess.Popen | None = None
+    proc: ForkedWorker | None = None
     restarts: int = 0
     restart_at: float | None = None
     history: list[int] = field(default_factory=list)
@@ -183,12 +183,7 @@ class Supervisor:
         self.sink.flush()
 
     def spawn(self, child: Child) -> None:
-        log = open(self.farm_dir / "logs" / f"{child.id}.log", "ab")
-        cmd = ["ip", "netns", "exec", child.namespace, sys.executable, "-m", "simulator.worker", str(child.config)]
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        child.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=REPO, env=env,
-                                      start_new_session=True)
-        log.close()
+        child.proc = ForkedWorker(child.namespace, child.config, self.farm_dir / "logs" / f"{child.id}.log")
         child.history.append(child.proc.pid)
         self.redis.hset(events.WORKERS, child.id, json.dumps(
             {"pid": child.proc.pid, "namespace": child.namespace, "handsets": list(child.extensions),

@@ -442,7 +442,7 @@ class Worker:
         self.ep.audDevManager().setNoDev()
         targets = None
         if not self.registrar and self.policy == srv_failover.FARM_POLICY:
-            targets = srv_failover.resolve(self.domain)
+            targets = srv_failover.resolve(self.domain, self.config["nameservers"])
         for spec in self.config["handsets"]:
             h = Handset(self, spec)
             if targets:
