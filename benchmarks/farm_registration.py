@@ -27,7 +27,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def farm_pids(farm: Farm) -> list[int]:
-    """The supervisor, the farm's Redis and every worker (each `ip netns exec` execs python)."""
+    """The supervisor, the farm's Redis and every worker (forked by the supervisor)."""
     pids = [farm.pid] + [w["pid"] for w in farm.workers().values()]
     for p in Path("/proc").iterdir():
         if p.name.isdigit():

@@ -1,7 +1,7 @@
 """One worker process: one pjsua2 Endpoint holding up to 8 handsets (or carrier phones).
 
-Started by the supervisor inside the site's network namespace
-(`ip netns exec <ns> python -m simulator.worker CONFIG`), so its SIP and RTP cross that
+Forked by the supervisor into the site's network namespace (simulator/forked.py; by hand:
+`ip netns exec <ns> python -m simulator.worker CONFIG`), so its SIP and RTP cross that
 site's WAN link. pjsua2 runs with threadCnt=0 and mainThreadOnly=True: this process is
 one loop calling libHandleEvents(), running due timers (answer delays, hang-ups, failover
 waits), reading commands from stdin (JSON lines from the supervisor) and flushing events.
