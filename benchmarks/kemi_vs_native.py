@@ -423,8 +423,11 @@ def main(argv: list[str] | None = None) -> int:
               "WITH_DB": "True" if args.plan == "db" else "False"}
     rates = [int(r) for r in args.rates.split(",")]
     if args.plan == "db":  # the plan depends on the hour: daihyo rings only 2001 after hours
-        url = values["SQLCON"].split("=>", 1)[1] + "?target_session_attrs=read-write"
-        plan = subprocess.run(["ip", "netns", "exec", ns, "psql", "-X", "-tA", url, "-c",
+        # the URL's database part is already libpq key=value pairs (see kamailio-local.cfg)
+        user, password, hosts, params = re.fullmatch(r"postgres://([^:]+):(.*)@([^/]+)/(.*)",
+                                                     values["SQLCON"].split("=>", 1)[1]).groups()
+        conninfo = f"host={hosts} user={user} password={password} {params}"
+        plan = subprocess.run(["ip", "netns", "exec", ns, "psql", "-X", "-tA", conninfo, "-c",
                                f"SELECT tsunagu_hunt_plan(tsunagu_group_for('{NUMBER}'), '')"],
                               capture_output=True, text=True, check=True).stdout.strip()
         print(f"plan of {NUMBER} now: {plan}")

@@ -101,6 +101,17 @@ def test_kamailio_tables_exist(host, secrets, members):
     assert {"version", "subscriber", "location", "acc", "missed_calls", "dialog", "dispatcher"} <= tables
 
 
+@pytest.mark.pbx
+def test_pbx_node_reads_from_its_own_sites_database(host, me, secrets):
+    """Kamailio's call-path reads (its "local" connections) stay at this site, whether the
+    server here is the primary or a replica: no WAN round trip per query."""
+    if "postgresql" not in me["groups"]:
+        pytest.skip("no database server at this site")
+    here = me["tsunagu_address"]
+    sql = f"SELECT count(*) FROM pg_stat_activity WHERE usename = 'kamailio' AND client_addr = '{here}'"
+    assert int(_psql(host, secrets, sql, [here], read_write=False)) > 0
+
+
 @pytest.mark.postgresql
 def test_routing_rows_match_the_estate_on_the_leader_and_on_this_node(host, me, inventory, secrets, members):
     from tsunagu.estate import load_estate
