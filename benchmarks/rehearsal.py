@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,16 +26,19 @@ from tsunagu.estate import load_estate
 from tsunagu.netns import pids_by_namespace
 
 
-def run(args: list[str], env: dict) -> tuple[int, float, float, float]:
-    """(rc, wall s, cpu s, peak RSS MB) of one command and everything it started."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
+def run(args: list[str], env: dict) -> tuple[int, float, float, float, str]:
+    """(rc, wall s, cpu s, peak RSS MB, output) of one command and everything it started."""
+    with tempfile.TemporaryFile("w+") as out:  # a pipe would fill up with Ansible's output
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        output = out.read()
     rc = os.waitstatus_to_exitcode(status)
     if rc != 0:
-        print(proc.stderr.read()[-3000:], file=sys.stderr)
-    return rc, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        print(output[-3000:], file=sys.stderr)
+    return rc, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output
 
 
 def lab_pss_mb(prefix: str) -> tuple[int, float]:
@@ -76,8 +81,12 @@ def main() -> int:
     print(f"{'stage':<14} {'rc':>3} {'wall s':>8} {'cpu s':>8} {'peak RSS':>9}")
     failed = False
     for name, stage in stages:
-        rc, wall, cpu, rss = run(cli + stage, env)
-        print(f"{name:<14} {rc:>3} {wall:>8.1f} {cpu:>8.1f} {rss:>7.0f}MB", flush=True)
+        rc, wall, cpu, rss, output = run(cli + stage, env)
+        changed = re.search(r"^deploy: .*(changed=\d+)", output, re.M)
+        print(f"{name:<14} {rc:>3} {wall:>8.1f} {cpu:>8.1f} {rss:>7.0f}MB {changed[1] if changed else ''}",
+              flush=True)
+        if name == "deploy again" and changed and changed[1] != "changed=0":
+            rc = 1  # not idempotent
         if name == "deploy" and rc == 0:
             processes, pss = lab_pss_mb(args.prefix)
             print(f"{'  lab services':<14} {processes:>3} processes, {pss:.0f} MB PSS in total", flush=True)
@@ -85,7 +94,11 @@ def main() -> int:
             failed = True
             subprocess.run(cli + stages[-1][1], env=env, check=False)
             break
-    return 1 if failed else 0
+    if failed:
+        print(f"logs and secrets kept in {run_dir}", file=sys.stderr)
+        return 1
+    shutil.rmtree(run_dir)
+    return 0
 
 
 if __name__ == "__main__":
