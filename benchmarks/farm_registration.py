@@ -72,10 +72,9 @@ def measure(run_dir: Path, size: int, hold_s: float, timeout_s: float) -> dict:
     sys0 = system_cpu()
     farm = Farm.start(run_dir, max_handsets=size, carrier_workers=0, spawn_rate=60)
     try:
-        expected = 0
-        while expected == 0 or len(farm.workers()) < expected_workers(farm):
-            time.sleep(0.5)
-            expected = sum(w["registering"] for w in farm.workers().values())
+        while len(farm.workers()) < expected_workers(farm):
+            time.sleep(0.5)  # polling the supervisor's worker table until every worker is in it
+        expected = sum(w["registering"] for w in farm.workers().values())
         got = farm.wait_registered(expected, timeout_s=timeout_s)
         reg_time = time.monotonic() - started
         pids = farm_pids(farm)
